@@ -1,0 +1,429 @@
+"""The Typer app: parse options, build a `Runtime`, call a command; `main()` is the ONE error boundary.
+
+Options that make sense everywhere (`-p`, `--json`, `-q`, `-v`, `--debug`, `--timeout`, `--retries`,
+`--insecure`, `--ca-bundle`, `--config`) are added to every command by `@common`, so they go after the
+subcommand where users type them. Nothing heavy is imported at module level: `tmpup --help` and
+`--version` stay fast; commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from tmpup import __version__
+from tmpup.errors import ExitCode, Interrupted, TmpupError, UsageError
+from tmpup.runtime import GlobalOptions, Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="tmpup",
+    help="Upload files to temporary-file APIs (Qlik, tus, Thulium, Pyrus, KF5, Enterprise Tester).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+profiles_app = typer.Typer(help="List, show and check configuration profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+
+def _opt(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, _KW, default=default, annotation=annotation)
+
+
+#: The options every command takes, in the order --help lists them.
+COMMON_OPTIONS = [
+    _opt("profile", Optional[str], typer.Option(None, "--profile", "-p", help="Profile to use (default: TMPUP_PROFILE, then default_profile).", rich_help_panel="Common options")),
+    _opt("json_output", bool, typer.Option(False, "--json", help="Print results as JSON Lines.", rich_help_panel="Common options")),
+    _opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Print nothing but results and errors.", rich_help_panel="Common options")),
+    _opt("verbose", bool, typer.Option(False, "--verbose", "-v", help="Log each HTTP request (credentials masked).", rich_help_panel="Common options")),
+    _opt("debug", bool, typer.Option(False, "--debug", help="Log headers too; show tracebacks of internal errors.", rich_help_panel="Common options")),
+    _opt("timeout", Optional[str], typer.Option(None, "--timeout", help="Network timeout, e.g. 30s (default 60s).", rich_help_panel="Common options")),
+    _opt("retries", Optional[int], typer.Option(None, "--retries", min=0, help="Retries of failed requests (default 5).", rich_help_panel="Common options")),
+    _opt("insecure", bool, typer.Option(False, "--insecure", help="Do not verify TLS certificates (warns).", rich_help_panel="Common options")),
+    _opt("ca_bundle", Optional[Path], typer.Option(None, "--ca-bundle", help="PEM file of CA certificates to trust.", rich_help_panel="Common options")),
+    _opt("config", Optional[Path], typer.Option(None, "--config", help="Config file (default: TMPUP_CONFIG, then the user config dir).", rich_help_panel="Common options")),
+]
+_COMMON_NAMES = [p.name for p in COMMON_OPTIONS]
+
+
+def common(fn: F) -> F:
+    """Add COMMON_OPTIONS to a command; the command receives them as `g: GlobalOptions`."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for name, p in sig.parameters.items() if name not in ("g", "overrides")]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _COMMON_NAMES}
+        timeout = values["timeout"]
+        if timeout is not None:
+            from tmpup.units import parse_duration
+
+            try:
+                timeout = parse_duration(timeout)
+            except ValueError as exc:
+                raise UsageError(f"--timeout: {exc}") from None
+        g = GlobalOptions(
+            profile=values["profile"],
+            config=values["config"],
+            json=values["json_output"],
+            quiet=values["quiet"],
+            verbose=values["verbose"],
+            debug=values["debug"],
+            timeout=timeout,
+            retries=values["retries"],
+            insecure=values["insecure"],
+            ca_bundle=str(values["ca_bundle"]) if values["ca_bundle"] else None,
+            progress=kwargs.pop("progress", "auto") or "auto",
+        )
+        _STATE["debug"] = g.debug
+        return fn(g=g, **kwargs)
+
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    wrapper.__signature__ = sig.replace(parameters=own + COMMON_OPTIONS)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + COMMON_OPTIONS}
+    return wrapper  # type: ignore[return-value]
+
+
+_STATE: dict[str, Any] = {"debug": False}
+
+ProgressOpt = Annotated[
+    str,
+    typer.Option(
+        "--progress",
+        help="auto (bar on a terminal, lines otherwise), bar, lines, json (events on stderr) or none.",
+        case_sensitive=False,
+    ),
+]
+
+
+def _check_progress(value: str) -> str:
+    value = value.lower()
+    if value not in ("auto", "bar", "lines", "json", "none"):
+        raise UsageError(f"--progress must be auto, bar, lines, json or none, not {value!r}")
+    return value
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"tmpup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Upload files to temporary-file APIs; results on stdout, everything else on stderr."""
+
+
+# -- upload ----------------------------------------------------------------------------------------
+
+
+@app.command()
+@common
+def upload(
+    files: Annotated[list[str], typer.Argument(help="Files to upload; '-' reads stdin (needs --name).", show_default=False)],
+    name: Annotated[Optional[str], typer.Option("--name", help="Name to store the file under (one file only).")] = None,
+    ttl: Annotated[Optional[str], typer.Option("--ttl", help="Time to live, e.g. 90m, 2h, 3600 (Qlik: up to 3d).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Upload this many files at once.")] = 1,
+    chunk_size: Annotated[Optional[str], typer.Option("--chunk-size", help="Split resumable uploads into requests of this size, e.g. 64M.")] = None,
+    resumable: Annotated[Optional[bool], typer.Option("--resumable/--no-resume", help="Force a resumable (tus) upload, or never resume one.", show_default=False)] = None,
+    checksum: Annotated[bool, typer.Option("--checksum", help="Compute the sha256 of each file while it uploads.")] = False,
+    limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", help="Cap the upload speed, e.g. 5M (bytes per second).")] = None,
+    progress: ProgressOpt = "auto",
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Upload FILE... and print one handle per file (token, id or URL)."""
+    from tmpup.commands import upload as command
+    from tmpup.units import parse_duration, parse_size
+
+    ttl_seconds = None
+    if ttl is not None:
+        try:
+            ttl_seconds = parse_duration(ttl)
+        except ValueError as exc:
+            raise _input_error(f"--ttl: {exc}") from None
+        if ttl_seconds != int(ttl_seconds):
+            raise _input_error("--ttl must be whole seconds")
+    chunk = _size_option("--chunk-size", chunk_size)
+    if chunk is not None and chunk < 1:
+        raise UsageError("--chunk-size must be at least 1 byte")
+    rate = _size_option("--limit-rate", limit_rate)
+    overrides: dict[str, Any] = {}
+    if rate:
+        overrides["limit_rate"] = rate
+    g = _with(g, progress=_check_progress(progress), overrides=overrides)
+    rt = Runtime.build(g)
+    command.run(
+        rt,
+        command.UploadRequest(
+            files=files,
+            name=name,
+            ttl=int(ttl_seconds) if ttl_seconds is not None else None,
+            jobs=jobs,
+            chunk_size=chunk,
+            resumable=resumable,
+            checksum=checksum,
+        ),
+    )
+
+
+def _size_option(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from tmpup.units import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def _input_error(message: str) -> TmpupError:
+    from tmpup.errors import InputError
+
+    return InputError(message)
+
+
+def _with(g: GlobalOptions, **changes: Any) -> GlobalOptions:
+    import dataclasses
+
+    return dataclasses.replace(g, **changes)
+
+
+# -- download / info / delete -----------------------------------------------------------------------
+
+
+@app.command()
+@common
+def download(
+    id: Annotated[str, typer.Argument(help="The id (or token) the upload printed.", show_default=False)],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="File or directory to write; '-' for stdout.")] = None,
+    resume: Annotated[bool, typer.Option("--continue", "-c", help="Resume a partial download (NAME.part).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    progress: ProgressOpt = "auto",
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Download a file by id; never overwrites without --force."""
+    from tmpup.commands import download as command
+
+    rt = Runtime.build(_with(g, progress=_check_progress(progress)))
+    command.run(rt, command.DownloadRequest(id=id, output=output, resume=resume, force=force))
+
+
+@app.command()
+@common
+def info(
+    id: Annotated[str, typer.Argument(help="The id or token of an upload.", show_default=False)],
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Show what is known of an upload: from the API, or from tmpup's receipts where the API has no info."""
+    from tmpup.commands import info as command
+
+    command.run(Runtime.build(g), id)
+
+
+@app.command()
+@common
+def delete(
+    id: Annotated[str, typer.Argument(help="The id of the upload to delete.", show_default=False)],
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Delete an uploaded file where the API allows it."""
+    from tmpup.commands import delete as command
+
+    command.run(Runtime.build(g), id)
+
+
+# -- resume ----------------------------------------------------------------------------------------
+
+
+@app.command()
+@common
+def resume(
+    target: Annotated[Optional[str], typer.Argument(help="A FILE or upload ID to continue.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Continue every interrupted upload.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List interrupted uploads.")] = False,
+    clean: Annotated[bool, typer.Option("--clean", help="Remove records of uploads that can no longer resume.")] = False,
+    progress: ProgressOpt = "auto",
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Continue interrupted resumable uploads, or list/clean their records."""
+    from tmpup.commands import resume as command
+
+    chosen = sum(bool(x) for x in (target, all_, list_, clean))
+    if chosen != 1:
+        raise UsageError("give exactly one of FILE|ID, --all, --list or --clean")
+    rt = Runtime.build(_with(g, progress=_check_progress(progress)))
+    if list_:
+        command.list_records(rt)
+    elif clean:
+        command.clean(rt)
+    else:
+        command.resume(rt, None if all_ else target)
+
+
+# -- profiles / providers ---------------------------------------------------------------------------
+
+
+@profiles_app.command("list")
+@common
+def profiles_list(*, g: GlobalOptions) -> None:
+    """List the profiles of the config file (and the environment profile, if TMPUP_PROVIDER is set)."""
+    from tmpup.commands import profiles as command
+
+    command.list_profiles(Runtime.build(g))
+
+
+@profiles_app.command("show")
+@common
+def profiles_show(
+    name: Annotated[Optional[str], typer.Argument(help="Profile name (default: the active profile).", show_default=False)] = None,
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Show a profile's resolved settings; secrets are masked."""
+    from tmpup.commands import profiles as command
+
+    command.show(Runtime.build(_with(g, profile=name or g.profile)))
+
+
+@profiles_app.command("check")
+@common
+def profiles_check(
+    name: Annotated[Optional[str], typer.Argument(help="Profile name (default: the active profile).", show_default=False)] = None,
+    *,
+    g: GlobalOptions,
+) -> None:
+    """Check that a profile can reach its service and authenticate."""
+    from tmpup.commands import profiles as command
+
+    command.check(Runtime.build(_with(g, profile=name or g.profile)))
+
+
+@app.command()
+@common
+def providers(*, g: GlobalOptions) -> None:
+    """List the providers and what each can do."""
+    from tmpup.commands import profiles as command
+
+    command.providers(Runtime.build(g))
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 = any free port).")] = 8470,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where to keep uploaded bytes (default: a temp dir).")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log each request to stderr.")] = False,
+) -> None:
+    """Run the local emulator of all six provider APIs (for trying tmpup and for tests)."""
+    from tmpup.emulator.server import serve_forever
+
+    serve_forever(host=host, port=port, data_dir=data_dir, access_log=access_log)
+
+
+# -- the error boundary ------------------------------------------------------------------------------
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _cancel()
+    name = "SIGTERM" if signum == getattr(signal, "SIGTERM", None) else "Ctrl-C"
+    raise Interrupted(f"interrupted ({name})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every failure becomes one line on stderr and a documented exit code."""
+    from typer import exceptions as typer_exc
+    from typer._click import exceptions as click_exc
+
+    args = sys.argv[1:] if argv is None else argv
+    # Both signals become `Interrupted` (exit 130) at whatever the main thread is doing; typer would
+    # otherwise swallow KeyboardInterrupt into a bare exit code and skip our cleanup and message.
+    signal.signal(signal.SIGINT, _on_signal)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_signal)
+    code: int
+    try:
+        result = app(args=args, prog_name="tmpup", standalone_mode=False)
+        code = int(result) if isinstance(result, int) else 0
+    except TmpupError as exc:
+        _cancel()
+        _error(str(exc))
+        code = int(exc.exit_code)
+        if _STATE["debug"]:
+            traceback.print_exc()
+    except KeyboardInterrupt:
+        _cancel()
+        _error("interrupted")
+        code = int(ExitCode.INTERRUPTED)
+    except typer_exc.Abort:
+        _error("aborted")
+        code = int(ExitCode.INTERRUPTED)
+    except click_exc.UsageError as exc:
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        _error(f"{exc.format_message()}{hint}")
+        code = int(ExitCode.USAGE)
+    except click_exc.ClickException as exc:
+        _error(exc.format_message())
+        code = exc.exit_code
+    except typer_exc.Exit as exc:
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:
+        # The reader of stdout went away (`tmpup ... | head`): not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    except Exception as exc:  # the one place an unexpected error is caught
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
+            f"of the same command run with --debug"
+        )
+        if _STATE["debug"]:
+            traceback.print_exc()
+        code = int(ExitCode.INTERNAL)
+    return code
+
+
+def _cancel() -> None:
+    from tmpup.sources import CANCEL
+
+    CANCEL.set()
+
+
+def _error(text: str) -> None:
+    from tmpup.output import _clean
+
+    try:
+        sys.stderr.write(f"tmpup: error: {_clean(text)}\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # pragma: no cover - stderr gone
+        pass

@@ -1,0 +1,158 @@
+"""`tmpup download`: stream to `NAME.part`, rename when complete; `--continue` resumes with Range.
+
+Rules (DESIGN.md section 5): an existing file is never overwritten without `--force`; a `.part` left by
+an interrupted download is never thrown away without `--force` (it is resumed with `--continue`); a
+server-supplied name is reduced to a safe base name; `-o -` streams to stdout.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tmpup.errors import InputError, IntegrityError, TransientError, UsageError
+from tmpup.headers import safe_filename
+from tmpup.providers.base import Downloadable, RemoteFile
+from tmpup.runtime import Runtime
+from tmpup.sources import check_cancel
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    id: str
+    output: str | None = None
+    resume: bool = False
+    force: bool = False
+
+
+def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
+    provider = rt.provider
+    if not isinstance(provider, Downloadable):
+        raise provider.unsupported("download", _why_no_download(provider.id))
+    if not request.id.strip():
+        raise UsageError("the id is empty")
+    if request.output == "-":
+        if request.resume:
+            raise UsageError("--continue cannot be used with -o - (stdout)")
+        return _to_stdout(rt, provider, request)
+
+    target = _planned_target(rt, request)
+    remote: RemoteFile | None = None
+    if target is None:
+        # The name comes from the server: look at the answer's headers first.
+        remote = provider.open_download(request.id, offset=0)
+        target = Path(safe_filename(remote.name, fallback=safe_filename(request.id)))
+        if request.output:
+            target = Path(request.output) / target
+    part = target.with_name(target.name + ".part")
+    _check_targets(target, part, request)
+
+    offset = part.stat().st_size if request.resume and part.exists() else 0
+    if remote is not None and offset > 0:
+        remote.close()
+        remote = None
+    if remote is None:
+        remote = provider.open_download(request.id, offset=offset)
+    if remote.offset != offset:
+        rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
+        offset = remote.offset
+    return _write(rt, remote, target, part, offset)
+
+
+def _why_no_download(provider_id: str) -> str:
+    if provider_id == "thulium":
+        return "Thulium's API has no download for temporary files"
+    return "its API offers no download"
+
+
+def _planned_target(rt: Runtime, request: DownloadRequest) -> Path | None:
+    """The destination when it can be known before the request (-o FILE, or a receipt's name)."""
+    if request.output and not Path(request.output).is_dir():
+        return Path(request.output)
+    receipt = rt.state.find_receipt(request.id, rt.settings.provider)
+    if receipt and receipt.get("name"):
+        name = safe_filename(str(receipt["name"]), fallback=safe_filename(request.id))
+        return Path(request.output) / name if request.output else Path(name)
+    return None
+
+
+def _check_targets(target: Path, part: Path, request: DownloadRequest) -> None:
+    if target.exists() and not request.force:
+        raise InputError(f"{target} already exists", hint="pass --force to overwrite it, or -o PATH")
+    if target.is_dir():
+        raise InputError(f"{target} is a directory")
+    if part.exists() and not request.resume and not request.force:
+        raise InputError(
+            f"{part} is left from an interrupted download",
+            hint="pass --continue to resume it, or --force to start over",
+        )
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent} is not a directory")
+
+
+def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int) -> dict[str, Any]:
+    task = rt.progress.task(target.name, remote.size, completed=offset)
+    written = offset
+    rt.progress.start()
+    try:
+        try:
+            with open(part, "ab" if offset else "wb") as fh:
+                if offset:
+                    fh.truncate(offset)
+                for chunk in remote.chunks:
+                    check_cancel()
+                    fh.write(chunk)
+                    written += len(chunk)
+                    task.advance(len(chunk))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            task.finish(ok=False)
+            if exc.errno == errno.ENOSPC:
+                raise TransientError(
+                    f"the disk is full writing {part} ({written} bytes so far)",
+                    hint="free some space, then run the same command with --continue",
+                ) from None
+            raise InputError(f"cannot write {part}: {exc.strerror or exc}") from None
+        except BaseException:
+            task.finish(ok=False)
+            raise
+        finally:
+            remote.close()
+        if remote.size is not None and written != remote.size:
+            task.finish(ok=False)
+            raise IntegrityError(
+                f"{target.name}: got {written} bytes but the server announced {remote.size}",
+                hint=f"{part} was kept; run the same command with --continue to fetch the rest",
+            )
+        task.finish()
+    finally:
+        rt.progress.stop()
+    os.replace(part, target)
+    record = {"id": None, "file": str(target), "size": written, "resumed": offset > 0}
+    rt.output.result(record, "file")
+    return record
+
+
+def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) -> dict[str, Any]:
+    remote = provider.open_download(request.id, offset=0)
+    out: BinaryIO = sys.stdout.buffer
+    written = 0
+    try:
+        for chunk in remote.chunks:
+            check_cancel()
+            out.write(chunk)
+            written += len(chunk)
+        out.flush()
+    except BrokenPipeError:
+        # `tmpup download ID -o - | head` is fine: the reader had enough.
+        return {"file": "-", "size": written}
+    finally:
+        remote.close()
+    if remote.size is not None and written != remote.size:
+        raise IntegrityError(f"got {written} bytes but the server announced {remote.size}")
+    return {"file": "-", "size": written}

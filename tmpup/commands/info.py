@@ -1,0 +1,53 @@
+"""`tmpup info ID`: from the API where it has an info endpoint, else from tmpup's local receipts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tmpup.errors import NotFoundError
+from tmpup.providers.base import Describable, Info
+from tmpup.runtime import Runtime
+
+RECEIPT_FIELDS = ("id", "token", "name", "size", "file", "url", "uploaded_at", "expires_at", "sha256")
+
+
+def run(rt: Runtime, id: str) -> Info:
+    provider = rt.provider
+    if isinstance(provider, Describable):
+        info = provider.info(id)
+    else:
+        info = from_receipt(rt, id)
+    _render(rt, info)
+    return info
+
+
+def from_receipt(rt: Runtime, id: str) -> Info:
+    receipt = rt.state.find_receipt(id, rt.settings.provider)
+    if receipt is None:
+        raise NotFoundError(
+            f"no receipt of {id!r}: {rt.settings.provider} has no info endpoint, and tmpup did not upload it "
+            f"from this machine",
+            hint=f"receipts are kept in {rt.state.receipts_path}",
+        )
+    fields: dict[str, Any] = {k: receipt.get(k) for k in RECEIPT_FIELDS if receipt.get(k) is not None}
+    for key, value in receipt.items():
+        if key not in fields and key not in ("profile", "provider", "resumed") and value is not None:
+            fields[key] = value
+    expires = receipt.get("expires_at")
+    if expires:
+        when = dt.datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+        fields["expired"] = when <= rt.clock()
+    fields["source"] = "local receipt"
+    return Info(id, fields, source="receipt")
+
+
+def _render(rt: Runtime, info: Info) -> None:
+    if rt.output.json_mode:
+        rt.output.json({k: v for k, v in info.fields.items()})
+        return
+    width = max((len(k) for k in info.fields), default=0)
+    for key, value in info.fields.items():
+        if value is None:
+            continue
+        rt.output.line(f"{key.ljust(width)}  {value}")

@@ -1,0 +1,104 @@
+"""`tmpup profiles list|show|check` and `tmpup providers`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tmpup.config import ENV_PROFILE_NAME, describe_profile, load_config_file, select_profile
+from tmpup.errors import ConfigError
+from tmpup.runtime import Runtime
+
+
+def list_profiles(rt: Runtime) -> list[dict[str, Any]]:
+    cfg = load_config_file(rt.options.config, rt.env, explicit=rt.options.config is not None)
+    try:
+        default = select_profile(cfg, None, rt.env)
+    except ConfigError:
+        default = None
+    rows: list[dict[str, Any]] = []
+    for name, table in cfg.profiles.items():
+        rows.append(
+            {"name": name, "provider": table.get("provider"), "url": table.get("url"), "default": name == default}
+        )
+    if rt.env.get("TMPUP_PROVIDER"):
+        rows.append(
+            {
+                "name": ENV_PROFILE_NAME,
+                "provider": rt.env["TMPUP_PROVIDER"],
+                "url": rt.env.get("TMPUP_URL"),
+                "default": default is None,
+            }
+        )
+    if rt.output.json_mode:
+        for row in rows:
+            rt.output.json(row)
+    elif not rows:
+        rt.messages.note(f"no profiles (config file: {cfg.path})")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for row in rows:
+            mark = "*" if row["default"] else " "
+            rt.output.line(f"{mark} {row['name'].ljust(width)}  {row['provider']}  {row['url'] or ''}".rstrip())
+    return rows
+
+
+def show(rt: Runtime) -> dict[str, Any]:
+    shown = describe_profile(rt.settings)
+    if rt.output.json_mode:
+        rt.output.json(shown)
+    else:
+        width = max(len(k) for k in shown)
+        for key, value in shown.items():
+            rt.output.line(f"{key.ljust(width)}  {value}")
+    return shown
+
+
+def check(rt: Runtime) -> str:
+    text = rt.provider.check()
+    if rt.output.json_mode:
+        rt.output.json({"profile": rt.settings.profile, "provider": rt.settings.provider, "ok": True, "detail": text})
+    else:
+        rt.output.line(f"{rt.settings.profile}: ok: {text}")
+    return text
+
+
+def providers(rt: Runtime) -> list[dict[str, Any]]:
+    from tmpup.providers import PROVIDERS, provider_class
+    from tmpup.providers.base import Deletable, Describable, Downloadable, MultiUploader
+
+    rows = []
+    for pid in PROVIDERS:
+        try:
+            cls = provider_class(pid)
+        except ConfigError:
+            continue
+        resumable = bool(getattr(cls, "resumable", False))
+        row = {
+            "id": pid,
+            "description": cls.description,
+            "upload": True,
+            "download": issubclass(cls, Downloadable),
+            "info": "server" if issubclass(cls, Describable) else "local receipt",
+            "delete": issubclass(cls, Deletable),
+            "resumable": resumable,
+            "multi_file_request": issubclass(cls, MultiUploader),
+            "keys": [
+                {"name": k.name, "required": k.required, "secret": k.secret, "help": k.help} for k in cls.keys
+            ],
+        }
+        rows.append(row)
+    if rt.output.json_mode:
+        for row in rows:
+            rt.output.json(row)
+    else:
+        for row in rows:
+            caps = ["upload"]
+            caps += ["download"] if row["download"] else []
+            caps += [f"info ({row['info']})"]
+            caps += ["delete"] if row["delete"] else []
+            caps += ["resumable"] if row["resumable"] else []
+            rt.output.line(f"{row['id']:<18} {', '.join(caps)}")
+            rt.output.line(f"{'':<18} {row['description']}")
+            keys = ", ".join(k["name"] + ("*" if k["secret"] else "") for k in row["keys"])
+            rt.output.line(f"{'':<18} keys: {keys}   (* = secret)")
+    return rows

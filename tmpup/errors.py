@@ -1,0 +1,150 @@
+"""The exception tree and the exit codes of DESIGN.md section 4.
+
+Every failure tmpup reports is a `TmpupError`; the CLI's single error boundary turns it into one line
+on stderr (`tmpup: error: ...`) and the exit code its class carries. Providers translate HTTP status
+codes, API error bodies and `requests` exceptions into these at their own boundary, so commands never
+see `requests` or raw JSON.
+
+    TmpupError                      (1  INTERNAL, only as a base)
+    ├── UsageError                  (2  bad option or argument)
+    ├── ConfigError                 (3  profile / config file / credential)
+    ├── AuthError                   (4  401 / 403)
+    ├── NotFoundError               (5  404, unknown id, no resume record)
+    ├── GoneError                   (6  410, TTL passed)
+    ├── InputError                  (7  bad file, 400/413/415, bad TTL or name)
+    ├── UnsupportedError            (8  provider lacks the operation)
+    ├── IntegrityError              (9  size / checksum mismatch)
+    ├── TransientError              (10 network, timeout, 429, 5xx after all retries)
+    ├── PartialFailure              (11 some of several files failed)
+    └── Interrupted                 (130 Ctrl-C / SIGTERM)
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    AUTH = 4
+    NOT_FOUND = 5
+    GONE = 6
+    INPUT = 7
+    UNSUPPORTED = 8
+    INTEGRITY = 9
+    TRANSIENT = 10
+    PARTIAL = 11
+    INTERRUPTED = 130
+
+
+class TmpupError(Exception):
+    """Base of every error tmpup reports to the user.
+
+    `message` says what failed; `hint` says what to do next. Structured fields (`status`, `provider`,
+    `url`) let callers and tests reason about the failure without parsing text.
+    """
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        provider: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.status = status
+        self.provider = provider
+        self.url = url
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        return text
+
+
+class UsageError(TmpupError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(TmpupError):
+    exit_code = ExitCode.CONFIG
+
+
+class AuthError(TmpupError):
+    exit_code = ExitCode.AUTH
+
+
+class NotFoundError(TmpupError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class GoneError(TmpupError):
+    exit_code = ExitCode.GONE
+
+
+class InputError(TmpupError):
+    exit_code = ExitCode.INPUT
+
+
+class UnsupportedError(TmpupError):
+    exit_code = ExitCode.UNSUPPORTED
+
+
+class IntegrityError(TmpupError):
+    exit_code = ExitCode.INTEGRITY
+
+
+class TransientError(TmpupError):
+    exit_code = ExitCode.TRANSIENT
+
+
+class PartialFailure(TmpupError):
+    exit_code = ExitCode.PARTIAL
+
+
+class Interrupted(TmpupError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+class LockedError(TmpupError):
+    """Another tmpup process holds the resume record of this upload (overlapping cron runs)."""
+
+    exit_code = ExitCode.TRANSIENT
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str | None = None,
+    url: str | None = None,
+    hint: str | None = None,
+) -> TmpupError:
+    """Map an HTTP status to the error class (and so the exit code) of DESIGN.md section 4."""
+    cls: type[TmpupError]
+    if status in (401, 403):
+        cls = AuthError
+        hint = hint or "check the profile's credentials (tmpup profiles check NAME)"
+    elif status == 404:
+        cls = NotFoundError
+    elif status == 410:
+        cls = GoneError
+    elif status in (400, 411, 413, 414, 415, 416, 422):
+        cls = InputError
+    elif status == 429 or status >= 500 or status in (408, 423):
+        cls = TransientError
+        hint = hint or "the service is busy or failing; try again later"
+    else:
+        cls = TmpupError
+    return cls(message, status=status, provider=provider, url=url, hint=hint)

@@ -1,0 +1,85 @@
+"""Parsers for the HTTP headers that carry untrusted values, and safe local file names.
+
+Everything here takes what a server sent and must never raise on garbage: it returns None instead.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import unquote
+
+_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_PARAM_RE = re.compile(
+    r"""
+    ;\s*(?P<key>[^\s=;]+)\s*=\s*
+    (?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<token>[^;]*))
+    """,
+    re.VERBOSE,
+)
+MAX_NAME_BYTES = 255
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """`bytes 0-99/1000` -> (0, 99, 1000); `/*` gives a None total; anything malformed gives None."""
+    if not value:
+        return None
+    match = _RANGE_RE.match(value)
+    if not match:
+        return None
+    start, end = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if end < start or (total is not None and end >= total):
+        return None
+    return start, end, total
+
+
+def parse_content_disposition(value: str | None) -> str | None:
+    """The file name of a Content-Disposition header, preferring RFC 6266/5987 `filename*`."""
+    if not value:
+        return None
+    params: dict[str, str] = {}
+    for match in _PARAM_RE.finditer(";" + value.split(";", 1)[1] if ";" in value else ""):
+        key = match.group("key").lower()
+        if match.group("quoted") is not None:
+            raw = re.sub(r"\\(.)", r"\1", match.group("quoted"))
+        else:
+            raw = (match.group("token") or "").strip()
+        params.setdefault(key, raw)
+    extended = params.get("filename*")
+    if extended:
+        charset, _, rest = extended.partition("'")
+        _lang, _, encoded = rest.partition("'")
+        if encoded:
+            try:
+                return unquote(encoded, encoding=charset or "utf-8", errors="strict")
+            except (LookupError, UnicodeDecodeError):
+                pass
+    name = params.get("filename")
+    return name or None
+
+
+def safe_filename(name: str | None, fallback: str = "download") -> str:
+    """A server-supplied name reduced to a safe base name.
+
+    No directories (either slash), no `..`, no control characters, no leading dot (no hidden or
+    dot-dot files), no trailing dots or spaces, at most 255 bytes of UTF-8 keeping the extension.
+    """
+    if not name:
+        return fallback
+    name = unicodedata.normalize("NFC", name)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = name.strip().lstrip(".").rstrip(". ")
+    name = name.strip()
+    if not name or name in {".", ".."}:
+        return fallback
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or len(ext.encode()) > 32:
+            stem, ext = name, ""
+        budget = MAX_NAME_BYTES - (len(ext.encode()) + 1 if ext else 0)
+        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+        name = f"{stem}.{ext}" if ext else stem
+    return name

@@ -1,0 +1,233 @@
+"""The one `requests.Session` factory, the retry policy, and redaction of credentials in logs.
+
+- Timeouts: every request gets (connect, read) timeouts from the settings.
+- Retries: `Retrier.send` repeats an attempt on network errors, 408/425/429/500/502/503/504, with
+  exponential backoff and full jitter, honouring `Retry-After` (seconds or an HTTP date). The attempt is
+  a callable that builds its request anew, so a retried upload re-reads its body from the right place
+  (bodies are `sources.FileSlice`s, which seek on every iteration) and never resends a spent generator.
+- TLS verification is always on unless `insecure` (which warns); `ca_bundle` adds a private CA.
+- `--verbose` logs one line per request and response; `--debug` adds headers. Authorization and
+  cookies are masked, and so are query parameters whose names suggest a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+import requests.adapters
+
+from tmpup import __version__
+
+USER_AGENT = f"tmpup/{__version__}"
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SECRET_PARAM = re.compile(r"(token|key|secret|pass|auth|sig|session|credential)", re.IGNORECASE)
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    timeout: float = 60.0
+    retries: int = 5
+    ca_bundle: str | None = None
+    insecure: bool = False
+    pool_size: int = 16
+
+
+def redact_url(url: str | None) -> str:
+    """The URL without user info and with secret-looking query values masked."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "****" if _SECRET_PARAM.search(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_headers(headers: Any) -> dict[str, str]:
+    return {
+        str(k): ("****" if str(k).lower() in _SECRET_HEADERS else str(v)) for k, v in dict(headers).items()
+    }
+
+
+def describe_body(response: requests.Response, limit: int = 200) -> str:
+    """A short, single-line, markup-free description of an error body for messages."""
+    content_type = response.headers.get("Content-Type", "")
+    try:
+        # Error bodies are small; never read more than a bounded prefix of anything else.
+        raw = response.raw.read(4096, decode_content=True) if response.raw and not response._content_consumed else b""
+        if response._content_consumed and response._content:
+            raw = response._content[:4096]
+    except Exception:
+        raw = b""
+    text = raw.decode("utf-8", "replace")
+    if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page"
+    text = " ".join(text.split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class _Session(requests.Session):
+    """A Session that logs requests (redacted) when asked to."""
+
+    def __init__(self, log: Callable[[str], None] | None, debug: bool) -> None:
+        super().__init__()
+        self._log = log
+        self._debug = debug
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self._log is None:
+            return super().send(request, **kwargs)
+        self._log(f"> {request.method} {redact_url(request.url)}")
+        if self._debug:
+            for key, value in redact_headers(request.headers).items():
+                self._log(f">   {key}: {value}")
+        started = time.monotonic()
+        try:
+            response = super().send(request, **kwargs)
+        except requests.RequestException as exc:
+            self._log(f"! {request.method} {redact_url(request.url)} failed: {type(exc).__name__}")
+            raise
+        self._log(f"< {response.status_code} {response.reason} ({time.monotonic() - started:.2f}s)")
+        if self._debug:
+            for key, value in redact_headers(response.headers).items():
+                self._log(f"<   {key}: {value}")
+        return response
+
+
+def make_session(
+    options: HttpOptions,
+    *,
+    log: Callable[[str], None] | None = None,
+    debug: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> requests.Session:
+    session = _Session(log, debug)
+    session.headers["User-Agent"] = USER_AGENT
+    # Retries are ours (Retrier), not urllib3's: urllib3 cannot rewind a streamed body.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=options.pool_size, pool_maxsize=options.pool_size, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if options.insecure:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        session.verify = False
+        warn("TLS certificate verification is OFF (--insecure): anyone on the path can read and alter the transfer")
+    elif options.ca_bundle:
+        session.verify = options.ca_bundle
+    session.request = _with_timeout(session.request, options.timeout)  # type: ignore[method-assign]
+    return session
+
+
+def _with_timeout(request: Callable[..., requests.Response], timeout: float) -> Callable[..., requests.Response]:
+    default = (min(10.0, timeout), timeout)
+
+    def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", default)
+        return request(method, url, **kwargs)
+
+    return wrapped
+
+
+def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date. None when absent or unparsable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, when.timestamp() - now())
+
+
+class Retrier:
+    """Repeat an HTTP attempt on transient failures, with backoff and jitter."""
+
+    def __init__(
+        self,
+        retries: int = 5,
+        *,
+        base: float = 0.5,
+        cap: float = 30.0,
+        max_retry_after: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.retries = max(0, retries)
+        self.base = base
+        self.cap = cap
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
+        self.rng = rng
+        self.notify = notify
+
+    def delay(self, attempt: int, response: requests.Response | None = None) -> float:
+        """Seconds to wait before retry number `attempt` (1-based)."""
+        if response is not None:
+            after = retry_after_seconds(response.headers.get("Retry-After"))
+            if after is not None:
+                return min(after, self.max_retry_after)
+        # Full jitter keeps many clients (a -j run, several cron jobs) from retrying in lockstep.
+        return float(self.rng() * min(self.cap, self.base * (2 ** (attempt - 1))))
+
+    def send(
+        self,
+        attempt: Callable[[], requests.Response],
+        *,
+        what: str,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+        before_retry: Callable[[], None] | None = None,
+    ) -> requests.Response:
+        """Run `attempt` until it gives a non-retryable answer or the retries are spent.
+
+        Returns the last response (the caller maps a final 429/5xx to an error); re-raises the last
+        network exception when every attempt failed that way.
+        """
+        for number in range(self.retries + 1):
+            last_try = number == self.retries
+            try:
+                response = attempt()
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                if last_try or isinstance(exc, requests.exceptions.SSLError):
+                    raise
+                wait = self.delay(number + 1)
+                self.notify(f"{what}: {type(exc).__name__}; retrying in {wait:.1f}s ({number + 1}/{self.retries})")
+            else:
+                if response.status_code not in retry_statuses or last_try:
+                    return response
+                wait = self.delay(number + 1, response)
+                after = retry_after_seconds(response.headers.get("Retry-After"))
+                if after is not None and after > self.max_retry_after:
+                    return response
+                self.notify(
+                    f"{what}: server answered {response.status_code}; retrying in {wait:.1f}s "
+                    f"({number + 1}/{self.retries})"
+                )
+                response.close()
+            self.sleep(wait)
+            if before_retry is not None:
+                before_retry()
+        raise AssertionError("unreachable")  # pragma: no cover

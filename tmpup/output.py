@@ -1,0 +1,117 @@
+"""Results on stdout: one human line per file (the handle a user pastes next), or JSON Lines.
+
+Nothing but results goes to stdout, so `id=$(tmpup upload f.png)` and `tmpup upload --json ... | jq`
+work. Messages for people go to stderr through `Messages`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from tmpup.providers.base import UploadResult
+
+#: The fields DESIGN.md section 2 promises in every `--json` upload result, in this order.
+RESULT_FIELDS = (
+    "profile",
+    "provider",
+    "file",
+    "name",
+    "size",
+    "id",
+    "token",
+    "url",
+    "expires_at",
+    "sha256",
+    "resumed",
+)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def result_record(
+    *, profile: str, provider: str, file: str, result: UploadResult, sha256: str | None, uploaded_at: dt.datetime
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "profile": profile,
+        "provider": provider,
+        "file": file,
+        "name": result.name,
+        "size": result.size,
+        "id": result.id,
+        "token": result.token,
+        "url": result.url,
+        "expires_at": iso(result.expires_at),
+        "sha256": sha256,
+        "resumed": result.resumed,
+    }
+    for key, value in result.extra.items():
+        record.setdefault(key, value)
+    record["uploaded_at"] = iso(uploaded_at)
+    return record
+
+
+class Output:
+    """Writes results to stdout, human or JSON Lines."""
+
+    def __init__(self, *, json_mode: bool, stream: Callable[[], TextIO] = lambda: sys.stdout) -> None:
+        self.json_mode = json_mode
+        self.stream = stream
+
+    def result(self, record: dict[str, Any], handle: str) -> None:
+        if self.json_mode:
+            self.json(record)
+        else:
+            value = record.get(handle) or record.get("id") or record.get("token") or record.get("url")
+            self.line(str(value))
+
+    def json(self, record: Any) -> None:
+        out = self.stream()
+        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        out.flush()
+
+    def line(self, text: str) -> None:
+        out = self.stream()
+        out.write(text + "\n")
+        out.flush()
+
+
+class Messages:
+    """Warnings and notes for people, on stderr, prefixed and free of markup and escapes."""
+
+    def __init__(self, *, quiet: bool = False, verbose: bool = False, stream: Callable[[], TextIO] = lambda: sys.stderr):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.stream = stream
+
+    def _write(self, text: str) -> None:
+        out = self.stream()
+        out.write(text + "\n")
+        out.flush()
+
+    def warn(self, text: str) -> None:
+        self._write(f"tmpup: warning: {_clean(text)}")
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self._write(f"tmpup: {_clean(text)}")
+
+    def debug(self, text: str) -> None:
+        if self.verbose:
+            self._write(f"tmpup: {_clean(text)}")
+
+    def error(self, text: str) -> None:
+        self._write(f"tmpup: error: {_clean(text)}")
+
+
+def _clean(text: str) -> str:
+    """One line, no control characters (server text can hold anything, escapes included)."""
+    text = " ".join(text.splitlines())
+    return "".join(ch if ch.isprintable() else "?" for ch in text)

@@ -1,0 +1,267 @@
+"""The provider interface: metadata, the abstract core, optional capabilities, and result types.
+
+A provider is a class whose metadata are class attributes (`id`, `description`, `keys`) and whose
+core is `upload()`. What some APIs offer and others do not is expressed as separate protocols
+(`Downloadable`, `Describable`, `Deletable`, `MultiUploader`) that the commands check with
+`isinstance`; a missing capability becomes an `UnsupportedError` (exit 8) naming the provider and the
+operation. The HTTP session, the progress sink and the clock are injected, never created here.
+
+Each provider translates its API's error bodies and `requests` exceptions into `TmpupError`s at its
+own boundary (see `ProviderBase.check_response` and `ProviderBase.transport_errors`), so commands
+never see `requests` or raw JSON.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from tmpup.errors import (
+    InputError,
+    TmpupError,
+    TransientError,
+    UnsupportedError,
+    error_for_status,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+    from tmpup.config import Settings
+    from tmpup.http import Retrier
+    from tmpup.progress import Task
+    from tmpup.sources import Source
+    from tmpup.state import StateStore
+
+KeyKind = Literal["str", "url", "int", "size", "duration", "bool", "table", "path"]
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One profile key a provider understands."""
+
+    name: str
+    kind: KeyKind = "str"
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    help: str = ""
+
+
+#: Keys every profile accepts, whatever its provider.
+COMMON_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("timeout", "duration", default=60.0, help="seconds to wait for the server (connect and read)"),
+    KeySpec("retries", "int", default=5, help="retries of a failed request (network, 429, 5xx)"),
+    KeySpec("ca_bundle", "path", help="a PEM file of CA certificates to trust"),
+    KeySpec("insecure", "bool", default=False, help="turn TLS certificate verification off"),
+)
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """What the user asked of one upload, independent of the provider."""
+
+    name: str
+    ttl: int | None = None
+    chunk_size: int | None = None
+    resumable: bool | None = None  # None = provider decides; True = --resumable; False = --no-resume
+    checksum: bool = False
+
+
+@dataclass
+class UploadResult:
+    """What a provider answers for one uploaded file (section 2's JSON fields come from it)."""
+
+    id: str | None
+    name: str
+    size: int
+    token: str | None = None
+    url: str | None = None
+    expires_at: dt.datetime | None = None
+    resumed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RemoteFile:
+    """An open download: the body streams from `chunks`; `offset` is where it starts in the file."""
+
+    name: str | None
+    size: int | None
+    offset: int
+    chunks: Iterator[bytes]
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Info:
+    """What `tmpup info` shows: ordered fields, plus whether it came from the server or a receipt."""
+
+    id: str
+    fields: dict[str, Any]
+    source: Literal["server", "receipt"] = "server"
+
+
+@runtime_checkable
+class Downloadable(Protocol):
+    def open_download(self, id: str, *, offset: int = 0) -> RemoteFile: ...
+
+
+@runtime_checkable
+class Describable(Protocol):
+    def info(self, id: str) -> Info: ...
+
+
+@runtime_checkable
+class Deletable(Protocol):
+    def delete(self, id: str) -> None: ...
+
+
+@runtime_checkable
+class MultiUploader(Protocol):
+    """Providers that send several files in one request (Enterprise Tester's multipart/mixed)."""
+
+    def upload_many(
+        self, sources: list[Source], options: list[UploadOptions], tasks: list[Task]
+    ) -> list[UploadResult]: ...
+
+
+@dataclass
+class ProviderEnv:
+    """The edges a provider gets from outside: session, retry policy, clock, state, a warning sink."""
+
+    session: requests.Session
+    retrier: Retrier
+    state: StateStore
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    warn: Callable[[str], None] = lambda message: None
+    profile: str = ""
+
+
+class Provider(abc.ABC):
+    """A temporary-file API. Subclasses set the class attributes and implement `upload`."""
+
+    id: ClassVar[str]
+    description: ClassVar[str]
+    keys: ClassVar[tuple[KeySpec, ...]] = ()
+    #: Which result field a user pastes next (printed in human mode).
+    handle: ClassVar[Literal["id", "token", "url"]] = "id"
+    #: Documented or sensible per-provider request budget (requests, per seconds), for client pacing.
+    rate_limit: ClassVar[tuple[int, float] | None] = None
+
+    def __init__(self, settings: Settings, env: ProviderEnv) -> None:
+        self.settings = settings
+        self.env = env
+
+    @abc.abstractmethod
+    def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
+        """Upload one file, streaming it and reporting progress to `task`."""
+
+    def check(self) -> str:
+        """Reach the service and prove the credentials work; return a one-line description."""
+        raise UnsupportedError(
+            f"provider {self.id!r} cannot check a profile without uploading", provider=self.id
+        )
+
+    # -- helpers shared by the providers ------------------------------------------------------
+
+    def unsupported(self, operation: str, why: str = "") -> UnsupportedError:
+        detail = f": {why}" if why else ""
+        return UnsupportedError(
+            f"the {self.id} provider cannot {operation}{detail}",
+            provider=self.id,
+            hint="run 'tmpup providers' to see what each provider can do",
+        )
+
+    def error_message(self, response: requests.Response) -> str | None:
+        """The human text of an API error body; providers override for their envelope."""
+        return None
+
+    def check_response(self, response: requests.Response, *, ok: tuple[int, ...] = (200,)) -> None:
+        """Raise the right `TmpupError` unless `response.status_code` is one of `ok`."""
+        if response.status_code in ok:
+            return
+        from tmpup.http import describe_body, redact_url
+
+        try:
+            detail = self.error_message(response)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            detail = None
+        if detail is None:
+            detail = describe_body(response)
+        request = response.request
+        method = request.method if request is not None else "?"
+        url = redact_url(response.url)
+        message = f"{self.id}: {method} {url} answered {response.status_code} {response.reason or ''}".rstrip()
+        if detail:
+            message = f"{message}: {detail}"
+        err = error_for_status(response.status_code, message, provider=self.id, url=url)
+        if response.status_code in (429, 503) and response.headers.get("Retry-After"):
+            err.hint = f"the server asks to retry after {response.headers['Retry-After']}s"
+        raise err
+
+    def json_body(self, response: requests.Response) -> Any:
+        """Decode a JSON answer, turning an HTML page or garbage into a clear error."""
+        from tmpup.http import describe_body, redact_url
+
+        try:
+            return response.json()
+        except ValueError:
+            raise TmpupError(
+                f"{self.id}: {redact_url(response.url)} answered {response.status_code} with "
+                f"{describe_body(response) or 'an empty body'} instead of JSON",
+                hint="check that the profile's url points at the API",
+                provider=self.id,
+                status=response.status_code,
+            ) from None
+
+    @contextlib.contextmanager
+    def transport_errors(self, what: str) -> Iterator[None]:
+        """Translate `requests` exceptions raised inside the block into `TmpupError`s."""
+        import requests
+
+        from tmpup.http import redact_url
+
+        try:
+            yield
+        except requests.exceptions.SSLError as exc:
+            raise TransientError(
+                f"{self.id}: TLS failure during {what}: {_short(exc)}",
+                hint="pass --ca-bundle FILE for a private CA (or --insecure to skip verification)",
+                provider=self.id,
+            ) from exc
+        except requests.exceptions.InvalidURL as exc:
+            raise InputError(f"{self.id}: invalid URL during {what}: {_short(exc)}") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            url = redact_url(exc.request.url) if exc.request is not None and exc.request.url else ""
+            raise TransientError(
+                f"{self.id}: {what} failed{' at ' + url if url else ''}: {_short(exc)}",
+                hint="check the network and the profile's url; resumable state, if any, was kept",
+                provider=self.id,
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"{self.id}: {what} failed: {_short(exc)}", provider=self.id) from exc
+
+    def setting(self, key: str) -> Any:
+        return self.settings.get(key)
+
+
+def _short(exc: BaseException) -> str:
+    """One line from a `requests`/urllib3 exception, whose text is often a nested repr."""
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "the host name does not resolve"
+    if "timed out" in text.lower():
+        return "timed out"
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "Connection reset" in text:
+        return "the connection was closed by the server"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the server's certificate is not trusted (certificate verify failed)"
+    return " ".join(text.split())[:300]
+

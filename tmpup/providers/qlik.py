@@ -1,0 +1,211 @@
+"""Qlik Cloud temp-contents: raw upload, `/details`, ranged download; tus for large or resumable uploads.
+
+API facts (shared/reference/providers.md section 1): `POST /api/v1/temp-contents?filename&ttl` answers
+201 with only a `Location` (relative, with or without the `/api` prefix), so the id is its last path
+segment; `ttl` is 1..259200 s, default 3600; `/details` has PascalCase keys and `Size` as a string
+(some tenants send a number); 204 from GET or `/details` means a tus upload is still incomplete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+from urllib.parse import quote, urlparse
+
+from tmpup.errors import InputError, TmpupError
+from tmpup.providers.base import (
+    Info,
+    KeySpec,
+    Provider,
+    RemoteFile,
+    UploadOptions,
+    UploadResult,
+)
+from tmpup.providers.download import open_ranged_download
+from tmpup.progress import Task
+from tmpup.sources import Source
+
+TTL_MIN = 1
+TTL_MAX = 259200
+TTL_DEFAULT = 3600
+API = "/api/v1/temp-contents"
+
+
+def id_from_location(location: str | None) -> str | None:
+    """The temp-content id: the last path segment of `Location`, whatever form it has."""
+    if not location:
+        return None
+    segment = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1]
+    return segment or None
+
+
+def check_ttl(ttl: int | None) -> int:
+    if ttl is None:
+        return TTL_DEFAULT
+    if not TTL_MIN <= ttl <= TTL_MAX:
+        raise InputError(
+            f"ttl {ttl}s is outside Qlik's range of {TTL_MIN}..{TTL_MAX} seconds (3 days)",
+            hint="pass e.g. --ttl 2h",
+        )
+    return ttl
+
+
+class QlikProvider(Provider):
+    id: ClassVar[str] = "qlik"
+    description: ClassVar[str] = "Qlik Cloud temp-contents (raw upload, tus resumable uploads, TTL up to 3 days)"
+    keys: ClassVar[tuple[KeySpec, ...]] = (
+        KeySpec("url", "url", required=True, help="tenant base, e.g. https://acme.eu.qlikcloud.com"),
+        KeySpec("token", secret=True, required=True, help="API key or OAuth access token (Bearer)"),
+        KeySpec("ttl", "duration", help="time to live, 1s..3d (default 1h)"),
+        KeySpec("chunk_size", "size", help="tus PATCH size (default: the whole remainder in one request)"),
+        KeySpec("resumable_threshold", "size", default=64 * 1024 * 1024,
+                help="files above this size use tus resumable uploads"),
+    )
+    handle: ClassVar[Any] = "id"
+    # Tier 1 (downloads, details) is 1000/min, Tier 2 (raw upload) 100/min, tus 800/min.
+    rate_limit: ClassVar[tuple[int, float] | None] = (100, 60.0)
+
+    @property
+    def base(self) -> str:
+        return str(self.settings.get("url")).rstrip("/")
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.secret('token')}"}
+
+    def content_url(self, id: str) -> str:
+        return f"{self.base}{API}/{quote(id, safe='')}"
+
+    def error_message(self, response: Any) -> str | None:
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if not errors:
+            return None
+        parts = []
+        for err in errors:
+            text = err.get("title") or err.get("code") or ""
+            if err.get("detail"):
+                text = f"{text} ({err['detail']})" if text else str(err["detail"])
+            parts.append(str(text))
+        trace = body.get("traceId")
+        return "; ".join(parts) + (f" [traceId {trace}]" if trace else "")
+
+    # -- upload -------------------------------------------------------------------------------
+
+    def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
+        ttl = check_ttl(options.ttl if options.ttl is not None else self._profile_ttl())
+        threshold = int(self.settings.get("resumable_threshold", 64 * 1024 * 1024))
+        use_tus = options.resumable is True or (options.resumable is None and source.size > threshold)
+        if use_tus:
+            return self._upload_tus(source, options, task, ttl)
+        return self._upload_raw(source, options, task, ttl)
+
+    def _profile_ttl(self) -> int | None:
+        value = self.settings.get("ttl")
+        return None if value is None else int(value)
+
+    def _upload_raw(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
+        started = self.env.clock()
+        url = f"{self.base}{API}"
+        params = {"filename": options.name, "ttl": str(ttl)}
+
+        def attempt() -> Any:
+            task.set_completed(0)
+            body = source.slice(0, progress=task.advance, hashers=None)
+            return self.env.session.post(
+                url,
+                params=params,
+                data=body,
+                headers={**self._auth(), "Content-Type": "application/octet-stream"},
+            )
+
+        with self.transport_errors("upload"):
+            response = self.env.retrier.send(attempt, what=f"upload of {source.display}")
+            self.check_response(response, ok=(200, 201))
+        temp_id = id_from_location(response.headers.get("Location"))
+        if not temp_id:
+            raise TmpupError(
+                f"qlik: the upload answered {response.status_code} without a Location header",
+                provider=self.id,
+                hint="the url may not point at a Qlik Cloud tenant",
+            )
+        return UploadResult(
+            id=temp_id,
+            name=options.name,
+            size=source.size,
+            url=self.content_url(temp_id),
+            expires_at=started + dt.timedelta(seconds=ttl),
+            extra={"ttl": ttl},
+        )
+
+    def _upload_tus(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
+        from tmpup.protocols.tus import upload_with_tus
+
+        outcome = upload_with_tus(
+            self,
+            source=source,
+            options=options,
+            task=task,
+            create_url=f"{self.base}{API}/files",
+            headers=self._auth(),
+            metadata={"filename": options.name, "ttl": str(ttl)},
+            ttl=ttl,
+            terminate=False,
+        )
+        temp_id = id_from_location(outcome.upload_url)
+        return UploadResult(
+            id=temp_id,
+            name=options.name,
+            size=source.size,
+            url=self.content_url(temp_id or ""),
+            expires_at=outcome.created_at + dt.timedelta(seconds=ttl),
+            resumed=outcome.resumed,
+            extra={"ttl": ttl, "upload_url": outcome.upload_url},
+        )
+
+    # -- info / download ------------------------------------------------------------------------
+
+    def info(self, id: str) -> Info:
+        with self.transport_errors("info"):
+            response = self.env.retrier.send(
+                lambda: self.env.session.get(f"{self.content_url(id)}/details", headers=self._auth()),
+                what="info",
+            )
+            self.check_response(response, ok=(200, 204))
+        if response.status_code == 204:
+            return Info(id, {"id": id, "status": "incomplete (a resumable upload has not finished)"})
+        body = self.json_body(response)
+        if not isinstance(body, dict):
+            raise TmpupError(f"qlik: /details answered something that is not a JSON object", provider=self.id)
+        size = body.get("Size")
+        try:
+            size = int(size) if size is not None else None
+        except (TypeError, ValueError):
+            pass
+        fields = {
+            "id": body.get("ID", id),
+            "name": body.get("Name"),
+            "size": size,
+            "created_at": body.get("CreatedAt"),
+            "updated_at": body.get("UpdatedAt"),
+            "expires_at": body.get("Expires"),
+            "ttl_seconds": body.get("TTLSeconds"),
+            "creator_id": body.get("CreatorID"),
+            "url": self.content_url(id),
+            "status": "complete",
+        }
+        return Info(id, fields)
+
+    def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
+        remote = open_ranged_download(self, self.content_url(id), offset=offset, headers=self._auth())
+        return remote
+
+    def check(self) -> str:
+        # Qlik has no cheap "who am I" in this API: ask for the details of an id that cannot exist.
+        # 404 proves the URL and the token (401/403 otherwise).
+        probe = "000000000000000000000000"
+        with self.transport_errors("check"):
+            response = self.env.session.get(f"{self.content_url(probe)}/details", headers=self._auth())
+        if response.status_code in (404, 410):
+            return f"reached {self.base} and the token was accepted"
+        self.check_response(response, ok=(200, 204))
+        return f"reached {self.base} and the token was accepted"

@@ -1,0 +1,256 @@
+"""What gets uploaded: files (checked before any request) and stdin (spooled to a temp file).
+
+`FileSlice` is the request body of every upload: an iterable of large blocks read from an offset of
+the file with a known length, so `requests` sends a `Content-Length` (not chunked encoding) and
+urllib3 writes 1 MiB at a time instead of its default 16 KiB. Each iteration seeks again, so a
+retried request re-reads from the right position. Progress and optional hashes are fed from the same
+reads: the file is read once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from tmpup.errors import InputError, IntegrityError
+
+BLOCK = 1024 * 1024
+IDENTITY_SPAN = 1024 * 1024
+
+#: Set by the CLI on Ctrl-C/SIGTERM: every transfer loop stops at its next block (worker threads too).
+CANCEL = threading.Event()
+
+
+def check_cancel() -> None:
+    if CANCEL.is_set():
+        from tmpup.errors import Interrupted
+
+        raise Interrupted("interrupted")
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Enough to know a file is the same one an interrupted upload started from."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    edge_hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "edge_hash": self.edge_hash}
+
+
+class Source:
+    """A regular file to upload. Construct with `open_source`, which validates it."""
+
+    def __init__(self, path: Path, display: str, size: int, mtime_ns: int, *, temporary: bool = False):
+        self.path = path
+        self.display = display
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.temporary = temporary
+        self.observers: list[ContiguousHash] = []
+
+    @property
+    def default_name(self) -> str:
+        return self.path.name
+
+    def identity(self) -> FileIdentity:
+        digest = hashlib.sha256()
+        with self.path.open("rb") as fh:
+            digest.update(fh.read(IDENTITY_SPAN))
+            if self.size > IDENTITY_SPAN:
+                fh.seek(max(IDENTITY_SPAN, self.size - IDENTITY_SPAN))
+                digest.update(fh.read(IDENTITY_SPAN))
+        return FileIdentity(str(self.path.resolve()), self.size, self.mtime_ns, digest.hexdigest())
+
+    def slice(
+        self,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        hashers: list[Hasher] | None = None,
+    ) -> FileSlice:
+        if length is None:
+            length = self.size - offset
+        return FileSlice(self, offset, length, progress=progress, hashers=hashers)
+
+    def check_unchanged(self) -> None:
+        """Fail if the file changed while it was being uploaded."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise InputError(f"{self.display}: disappeared during the upload ({exc.strerror})") from None
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+            raise IntegrityError(
+                f"{self.display}: the file changed while it was being uploaded "
+                f"({self.size} -> {st.st_size} bytes)",
+                hint="upload it again once it is no longer being written",
+            )
+
+    def cleanup(self) -> None:
+        if self.temporary:
+            self.path.unlink(missing_ok=True)
+
+
+class FileSlice:
+    """`length` bytes of a source from `offset`, as a re-iterable body of large blocks."""
+
+    def __init__(
+        self,
+        source: Source,
+        offset: int,
+        length: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+        hashers: list[Hasher] | None = None,
+        block: int = BLOCK,
+    ) -> None:
+        self.source = source
+        self.offset = offset
+        self.length = length
+        self.progress = progress
+        self.hashers = hashers or []
+        self.block = block
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        # A new iteration is a new attempt: hashes and progress start over from this slice's offset.
+        for hasher in self.hashers:
+            if hasattr(hasher, "reset"):
+                hasher.reset()
+        self.sent = 0
+        remaining = self.length
+        with self.source.path.open("rb", buffering=0) as fh:
+            fh.seek(self.offset)
+            while remaining > 0:
+                data = fh.read(min(self.block, remaining))
+                if not data:
+                    raise IntegrityError(
+                        f"{self.source.display}: the file shrank while it was being uploaded "
+                        f"(expected {self.offset + self.length} bytes)",
+                        hint="upload it again once it is no longer being written",
+                    )
+                check_cancel()
+                for observer in self.source.observers:
+                    observer.feed(self.offset + self.sent, data)
+                remaining -= len(data)
+                for hasher in self.hashers:
+                    hasher.update(data)
+                self.sent += len(data)
+                if self.progress is not None:
+                    self.progress(len(data))
+                yield data
+
+
+class ResettableHash:
+    """A hashlib hash that a retried attempt can start over."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._h = hashlib.new(name)
+
+    def reset(self) -> None:
+        self._h = hashlib.new(self.name)
+
+    def update(self, data: bytes, /) -> None:
+        self._h.update(data)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+class ContiguousHash:
+    """A whole-file hash fed from the upload's own reads, so `--checksum` does not read the file twice.
+
+    Blocks arrive with their offset; a block that does not continue the hashed prefix (a retry from
+    an earlier offset restarts it when it comes from 0) is ignored, and `finish` reads only what the
+    transfer never covered (e.g. the part sent before a resume).
+    """
+
+    def __init__(self, source: Source, name: str = "sha256") -> None:
+        self.source = source
+        self.name = name
+        self._h = hashlib.new(name)
+        self.position = 0
+
+    def feed(self, offset: int, data: bytes) -> None:
+        if offset == 0 and self.position:
+            self._h = hashlib.new(self.name)
+            self.position = 0
+        if offset == self.position:
+            self._h.update(data)
+            self.position += len(data)
+
+    def finish(self) -> str:
+        if self.position < self.source.size:
+            with self.source.path.open("rb") as fh:
+                fh.seek(self.position)
+                while block := fh.read(BLOCK):
+                    self._h.update(block)
+                    self.position += len(block)
+        return self._h.hexdigest()
+
+
+def open_source(arg: str, *, stdin: BinaryIO | None = None, spool_dir: Path | None = None) -> Source:
+    """Validate a FILE argument (or `-` for stdin) before any request is made."""
+    if arg == "-":
+        return _spool_stdin(stdin or sys.stdin.buffer, spool_dir)
+    path = Path(arg)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{arg}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{arg}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{arg}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{arg}: is a directory", hint="upload the files in it (e.g. tmpup upload DIR/*)")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(
+            f"{arg}: not a regular file",
+            hint="for a pipe or device, use 'tmpup upload - --name NAME < SOURCE'",
+        )
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{arg}: permission denied")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{arg}: cannot open ({exc.strerror or exc})") from None
+    return Source(path, arg, st.st_size, st.st_mtime_ns)
+
+
+def _spool_stdin(stream: BinaryIO, spool_dir: Path | None) -> Source:
+    """Copy stdin to a private temp file so the upload has a length and can be retried."""
+    if spool_dir is not None:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="stdin-", suffix=".spool", dir=spool_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, BLOCK)
+    except BaseException:
+        os.unlink(name)
+        raise
+    st = os.stat(name)
+    return Source(Path(name), "<stdin>", st.st_size, st.st_mtime_ns, temporary=True)

@@ -1,0 +1,211 @@
+"""State on disk: resume records of interrupted uploads, and receipts of finished ones.
+
+Layout under `<user state dir>/tmpup/` (`$TMPUP_STATE_DIR` overrides):
+
+    uploads/<key>.json      one resume record per interrupted upload (0600, atomic writes)
+    uploads/<key>.lock      a lock file held (fcntl.flock) by the process feeding that upload
+    receipts.jsonl          one JSON line per successful upload (0600)
+    spool/                  stdin copied to a private file while it uploads
+
+Records and receipts never hold credentials: only what identifies the file and the remote upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tmpup.errors import LockedError, TmpupError
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("TMPUP_STATE_DIR"):
+        return Path(env["TMPUP_STATE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("tmpup", appauthor=False))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """temp file in the same folder + fsync + rename: a reader sees the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+@dataclass
+class ResumeRecord:
+    """An upload that did not finish: where it lives remotely and which local file feeds it."""
+
+    key: str
+    provider: str
+    profile: str
+    upload_url: str
+    file: dict[str, Any]  # FileIdentity.as_dict()
+    name: str
+    size: int
+    created_at: str
+    expires_at: str | None = None
+    offset: int = 0
+    extra: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResumeRecord:
+        fields = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
+
+    def expired(self, now: dt.datetime) -> bool:
+        if not self.expires_at:
+            return False
+        return dt.datetime.fromisoformat(self.expires_at) <= now
+
+
+def record_key(profile: str, provider: str, path: str) -> str:
+    """One record per (profile, provider, absolute path): a new upload of the same file replaces it."""
+    return hashlib.sha256(f"{profile}\0{provider}\0{path}".encode()).hexdigest()[:32]
+
+
+class StateStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def receipts_path(self) -> Path:
+        return self.root / "receipts.jsonl"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
+
+    # -- receipts -------------------------------------------------------------------------------
+
+    def add_receipt(self, receipt: Mapping[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = json.dumps(receipt, ensure_ascii=False, sort_keys=False) + "\n"
+        fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            # One write() of one line: concurrent appenders (a -j run, parallel cron jobs) do not interleave.
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def receipts(self) -> Iterator[dict[str, Any]]:
+        try:
+            fh = self.receipts_path.open(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue  # a torn line from a crash must not hide the others
+                if isinstance(item, dict):
+                    yield item
+
+    def find_receipt(self, handle: str, provider: str | None = None) -> dict[str, Any] | None:
+        """The newest receipt whose id, token or url is `handle`."""
+        found = None
+        for item in self.receipts():
+            if provider and item.get("provider") != provider:
+                continue
+            if handle in (item.get("id"), item.get("token"), item.get("url")):
+                found = item
+        return found
+
+    # -- resume records -------------------------------------------------------------------------
+
+    def record_path(self, key: str) -> Path:
+        return self.uploads_dir / f"{key}.json"
+
+    def save_record(self, record: ResumeRecord) -> None:
+        data = json.dumps(record.as_dict(), ensure_ascii=False, indent=2).encode("utf-8")
+        _write_atomic(self.record_path(record.key), data)
+
+    def load_record(self, key: str) -> ResumeRecord | None:
+        try:
+            data = json.loads(self.record_path(key).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        return ResumeRecord.from_dict(data)
+
+    def delete_record(self, key: str) -> None:
+        self.record_path(key).unlink(missing_ok=True)
+        (self.uploads_dir / f"{key}.lock").unlink(missing_ok=True)
+
+    def records(self) -> list[ResumeRecord]:
+        out = []
+        if not self.uploads_dir.is_dir():
+            return out
+        for path in sorted(self.uploads_dir.glob("*.json")):
+            try:
+                out.append(ResumeRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (ValueError, TypeError, OSError):
+                continue
+        return out
+
+    @contextlib.contextmanager
+    def lock(self, key: str, what: str) -> Iterator[None]:
+        """Hold the record's lock for the duration, or fail at once if another process holds it."""
+        import fcntl
+
+        self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.uploads_dir / f"{key}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockedError(
+                    f"{what} is being uploaded by another tmpup process",
+                    hint="let that one finish; this run changed nothing",
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            os.close(fd)
+
+
+def ensure_private(path: Path) -> None:
+    try:
+        os.chmod(path, 0o600)
+    except OSError as exc:  # pragma: no cover
+        raise TmpupError(f"cannot set permissions of {path}: {exc}") from exc
