@@ -358,15 +358,24 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure becomes one line on stderr and a documented exit code."""
-    from typer import exceptions as typer_exc
-    from typer._click import exceptions as click_exc
-
     args = sys.argv[1:] if argv is None else argv
     # Both signals become `Interrupted` (exit 130) at whatever the main thread is doing; typer would
     # otherwise swallow KeyboardInterrupt into a bare exit code and skip our cleanup and message.
-    signal.signal(signal.SIGINT, _on_signal)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+
+
+def _run(args: list[str]) -> int:
+    from typer import exceptions as typer_exc
+    from typer._click import exceptions as click_exc
+
     code: int
     try:
         result = app(args=args, prog_name="tmpup", standalone_mode=False)
