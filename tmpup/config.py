@@ -132,8 +132,8 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
     """Read and parse the TOML file; a missing default file is simply empty, a missing `--config` is not."""
     where = path or default_config_path(env)
     if not where.exists():
-        if explicit or env.get("TMPUP_CONFIG"):
-            raise ConfigError(f"config file {where} does not exist", hint="create it or fix --config/TMPUP_CONFIG")
+        if explicit:
+            raise ConfigError(f"config file {where} does not exist", hint="create it or fix --config")
         return ConfigFile(where, False, {}, "")
     try:
         raw = where.read_bytes()
