@@ -150,9 +150,7 @@ def test_no_profile_at_all_exits_3() -> None:
     assert "no profile configured" in result.err
 
 
-def test_profiles_show_masks_secrets_and_list_marks_default(
-    config_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_profiles_show_masks_secrets_and_list_marks_default(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_config(config_path, QLIK)
     monkeypatch.setenv("QLIK_API_KEY", "very-secret-token")
     shown = run("profiles", "show", "work")

@@ -17,8 +17,16 @@ from tmpup.units import format_size, parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0", 0), ("1048576", 1048576), ("64M", 64 << 20), ("64MB", 64 << 20), ("64MiB", 64 << 20),
-     ("1GiB", 1 << 30), ("1.5k", 1536), ("2 g", 2 << 30)],
+    [
+        ("0", 0),
+        ("1048576", 1048576),
+        ("64M", 64 << 20),
+        ("64MB", 64 << 20),
+        ("64MiB", 64 << 20),
+        ("1GiB", 1 << 30),
+        ("1.5k", 1536),
+        ("2 g", 2 << 30),
+    ],
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected

@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -46,16 +46,88 @@ def _opt(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 #: The options every command takes, in the order --help lists them.
 COMMON_OPTIONS = [
-    _opt("profile", Optional[str], typer.Option(None, "--profile", "-p", help="Profile to use (default: TMPUP_PROFILE, then default_profile).", rich_help_panel="Common options")),
-    _opt("json_output", bool, typer.Option(False, "--json", help="Print results as JSON Lines.", rich_help_panel="Common options")),
-    _opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Print nothing but results and errors.", rich_help_panel="Common options")),
-    _opt("verbose", bool, typer.Option(False, "--verbose", "-v", help="Log each HTTP request (credentials masked).", rich_help_panel="Common options")),
-    _opt("debug", bool, typer.Option(False, "--debug", help="Log headers too; show tracebacks of internal errors.", rich_help_panel="Common options")),
-    _opt("timeout", Optional[str], typer.Option(None, "--timeout", help="Network timeout, e.g. 30s (default 60s).", rich_help_panel="Common options")),
-    _opt("retries", Optional[int], typer.Option(None, "--retries", min=0, help="Retries of failed requests (default 5).", rich_help_panel="Common options")),
-    _opt("insecure", bool, typer.Option(False, "--insecure", help="Do not verify TLS certificates (warns).", rich_help_panel="Common options")),
-    _opt("ca_bundle", Optional[Path], typer.Option(None, "--ca-bundle", help="PEM file of CA certificates to trust.", rich_help_panel="Common options")),
-    _opt("config", Optional[Path], typer.Option(None, "--config", help="Config file (default: TMPUP_CONFIG, then the user config dir).", rich_help_panel="Common options")),
+    _opt(
+        "profile",
+        str | None,
+        typer.Option(
+            None,
+            "--profile",
+            "-p",
+            help="Profile to use (default: TMPUP_PROFILE, then default_profile).",
+            rich_help_panel="Common options",
+        ),
+    ),
+    _opt(
+        "json_output",
+        bool,
+        typer.Option(False, "--json", help="Print results as JSON Lines.", rich_help_panel="Common options"),
+    ),
+    _opt(
+        "quiet",
+        bool,
+        typer.Option(
+            False, "--quiet", "-q", help="Print nothing but results and errors.", rich_help_panel="Common options"
+        ),
+    ),
+    _opt(
+        "verbose",
+        bool,
+        typer.Option(
+            False,
+            "--verbose",
+            "-v",
+            help="Log each HTTP request (credentials masked).",
+            rich_help_panel="Common options",
+        ),
+    ),
+    _opt(
+        "debug",
+        bool,
+        typer.Option(
+            False,
+            "--debug",
+            help="Log headers too; show tracebacks of internal errors.",
+            rich_help_panel="Common options",
+        ),
+    ),
+    _opt(
+        "timeout",
+        str | None,
+        typer.Option(
+            None, "--timeout", help="Network timeout, e.g. 30s (default 60s).", rich_help_panel="Common options"
+        ),
+    ),
+    _opt(
+        "retries",
+        int | None,
+        typer.Option(
+            None, "--retries", min=0, help="Retries of failed requests (default 5).", rich_help_panel="Common options"
+        ),
+    ),
+    _opt(
+        "insecure",
+        bool,
+        typer.Option(
+            False, "--insecure", help="Do not verify TLS certificates (warns).", rich_help_panel="Common options"
+        ),
+    ),
+    _opt(
+        "ca_bundle",
+        Path | None,
+        typer.Option(
+            None, "--ca-bundle", help="PEM file of CA certificates to trust.", rich_help_panel="Common options"
+        ),
+    ),
+    _opt(
+        "config",
+        Path | None,
+        typer.Option(
+            None,
+            "--config",
+            help="Config file (default: TMPUP_CONFIG, then the user config dir).",
+            rich_help_panel="Common options",
+        ),
+    ),
 ]
 _COMMON_NAMES = [p.name for p in COMMON_OPTIONS]
 
@@ -138,21 +210,34 @@ def _root(
 @app.command()
 @common
 def upload(
-    files: Annotated[list[str], typer.Argument(help="Files to upload; '-' reads stdin (needs --name).", show_default=False)],
-    name: Annotated[Optional[str], typer.Option("--name", help="Name to store the file under (one file only).")] = None,
-    ttl: Annotated[Optional[str], typer.Option("--ttl", help="Time to live, e.g. 90m, 2h, 3600 (Qlik: up to 3d).")] = None,
+    files: Annotated[
+        list[str], typer.Argument(help="Files to upload; '-' reads stdin (needs --name).", show_default=False)
+    ],
+    name: Annotated[str | None, typer.Option("--name", help="Name to store the file under (one file only).")] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Time to live, e.g. 90m, 2h, 3600 (Qlik: up to 3d).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Upload this many files at once.")] = 1,
-    chunk_size: Annotated[Optional[str], typer.Option("--chunk-size", help="Split resumable uploads into requests of this size, e.g. 64M.")] = None,
-    resumable: Annotated[Optional[bool], typer.Option("--resumable/--no-resume", help="Force a resumable (tus) upload, or never resume one.", show_default=False)] = None,
-    checksum: Annotated[bool, typer.Option("--checksum", help="Compute the sha256 of each file while it uploads.")] = False,
-    limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", help="Cap the upload speed, e.g. 5M (bytes per second).")] = None,
+    chunk_size: Annotated[
+        str | None, typer.Option("--chunk-size", help="Split resumable uploads into requests of this size, e.g. 64M.")
+    ] = None,
+    resumable: Annotated[
+        bool | None,
+        typer.Option(
+            "--resumable/--no-resume", help="Force a resumable (tus) upload, or never resume one.", show_default=False
+        ),
+    ] = None,
+    checksum: Annotated[
+        bool, typer.Option("--checksum", help="Compute the sha256 of each file while it uploads.")
+    ] = False,
+    limit_rate: Annotated[
+        str | None, typer.Option("--limit-rate", help="Cap the upload speed, e.g. 5M (bytes per second).")
+    ] = None,
     progress: ProgressOpt = "auto",
     *,
     g: GlobalOptions,
 ) -> None:
     """Upload FILE... and print one handle per file (token, id or URL)."""
     from tmpup.commands import upload as command
-    from tmpup.units import parse_duration, parse_size
+    from tmpup.units import parse_duration
 
     ttl_seconds = None
     if ttl is not None:
@@ -166,10 +251,9 @@ def upload(
     if chunk is not None and chunk < 1:
         raise UsageError("--chunk-size must be at least 1 byte")
     rate = _size_option("--limit-rate", limit_rate)
-    overrides: dict[str, Any] = {}
-    if rate:
-        overrides["limit_rate"] = rate
-    g = _with(g, progress=_check_progress(progress), overrides=overrides)
+    if rate is not None and rate < 1:
+        raise UsageError("--limit-rate must be at least 1 byte per second")
+    g = _with(g, progress=_check_progress(progress))
     rt = Runtime.build(g)
     command.run(
         rt,
@@ -181,6 +265,7 @@ def upload(
             chunk_size=chunk,
             resumable=resumable,
             checksum=checksum,
+            limit_rate=rate,
         ),
     )
 
@@ -215,7 +300,9 @@ def _with(g: GlobalOptions, **changes: Any) -> GlobalOptions:
 @common
 def download(
     id: Annotated[str, typer.Argument(help="The id (or token) the upload printed.", show_default=False)],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="File or directory to write; '-' for stdout.")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File or directory to write; '-' for stdout.")
+    ] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Resume a partial download (NAME.part).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     progress: ProgressOpt = "auto",
@@ -261,10 +348,12 @@ def delete(
 @app.command()
 @common
 def resume(
-    target: Annotated[Optional[str], typer.Argument(help="A FILE or upload ID to continue.", show_default=False)] = None,
+    target: Annotated[str | None, typer.Argument(help="A FILE or upload ID to continue.", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Continue every interrupted upload.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List interrupted uploads.")] = False,
-    clean: Annotated[bool, typer.Option("--clean", help="Remove records of uploads that can no longer resume.")] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove records of uploads that can no longer resume.")
+    ] = False,
     progress: ProgressOpt = "auto",
     *,
     g: GlobalOptions,
@@ -299,7 +388,9 @@ def profiles_list(*, g: GlobalOptions) -> None:
 @profiles_app.command("show")
 @common
 def profiles_show(
-    name: Annotated[Optional[str], typer.Argument(help="Profile name (default: the active profile).", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Profile name (default: the active profile).", show_default=False)
+    ] = None,
     *,
     g: GlobalOptions,
 ) -> None:
@@ -312,7 +403,9 @@ def profiles_show(
 @profiles_app.command("check")
 @common
 def profiles_check(
-    name: Annotated[Optional[str], typer.Argument(help="Profile name (default: the active profile).", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Profile name (default: the active profile).", show_default=False)
+    ] = None,
     *,
     g: GlobalOptions,
 ) -> None:
@@ -336,9 +429,13 @@ def providers(*, g: GlobalOptions) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0 = any free port).")] = 8470,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where to keep uploaded bytes (default: a temp dir).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where to keep uploaded bytes (default: a temp dir).")
+    ] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log each request to stderr.")] = False,
 ) -> None:
     """Run the local emulator of all six provider APIs (for trying tmpup and for tests)."""

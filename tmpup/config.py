@@ -244,9 +244,7 @@ def load_settings(
             raise ConfigError(f"{where}: missing required key 'provider'", hint=_provider_hint())
         env_provider = env.get("TMPUP_PROVIDER")
         if env_provider and env_provider != provider:
-            raise ConfigError(
-                f"TMPUP_PROVIDER={env_provider} conflicts with {where}, whose provider is {provider!r}"
-            )
+            raise ConfigError(f"TMPUP_PROVIDER={env_provider} conflicts with {where}, whose provider is {provider!r}")
 
     if provider not in known_provider_ids():
         raise ConfigError(f"{where}: unknown provider {provider!r}", hint=_provider_hint())
@@ -293,7 +291,7 @@ def _provider_hint() -> str:
 def _missing_hint(spec: KeySpec, profile: str | None) -> str:
     env_name = f"{ENV_PREFIX}{spec.name.upper()}"
     if spec.secret:
-        return f"set {spec.name}_env = \"VAR\" or {spec.name}_file = \"PATH\" in the profile, or {env_name}"
+        return f'set {spec.name}_env = "VAR" or {spec.name}_file = "PATH" in the profile, or {env_name}'
     return f"set {spec.name} in the profile or {env_name}"
 
 
@@ -422,7 +420,7 @@ def _coerce(raw: Any, spec: KeySpec, where: str) -> Any:
             raise ValueError("expected true or false")
         if spec.kind == "table":
             if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-                raise ValueError("expected a table of strings, e.g. { X-Foo = \"bar\" }")
+                raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" }')
             return dict(raw)
         if spec.kind == "path":
             return str(Path(str(raw)).expanduser())

@@ -26,9 +26,7 @@ def _sha256(path: Path) -> str:
 
 def _tmpup(args: list[str], env: dict[str, str], cwd: Path) -> str:
     print(f"$ tmpup {shlex.join(args)}", flush=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tmpup", *args], env=env, cwd=cwd, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "tmpup", *args], env=env, cwd=cwd, capture_output=True, text=True)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
@@ -43,12 +41,12 @@ def main() -> int:
         root = Path(tmp)
         config = root / "config.toml"
         config.write_text(
-            "default_profile = \"demo\"\n\n"
+            'default_profile = "demo"\n\n'
             "[profiles.demo]\n"
-            "provider = \"qlik\"\n"
-            f"url = \"{emu.url}/qlik\"\n"
-            "token_env = \"DEMO_QLIK_TOKEN\"\n"
-            "ttl = \"1h\"\n",
+            'provider = "qlik"\n'
+            f'url = "{emu.url}/qlik"\n'
+            'token_env = "DEMO_QLIK_TOKEN"\n'
+            'ttl = "1h"\n',
             encoding="utf-8",
         )
         config.chmod(0o600)

@@ -56,9 +56,7 @@ def redact_url(url: str | None) -> str:
 
 
 def redact_headers(headers: Any) -> dict[str, str]:
-    return {
-        str(k): ("****" if str(k).lower() in _SECRET_HEADERS else str(v)) for k, v in dict(headers).items()
-    }
+    return {str(k): ("****" if str(k).lower() in _SECRET_HEADERS else str(v)) for k, v in dict(headers).items()}
 
 
 def describe_body(response: requests.Response, limit: int = 200) -> str:

@@ -86,7 +86,9 @@ class Output:
 class Messages:
     """Warnings and notes for people, on stderr, prefixed and free of markup and escapes."""
 
-    def __init__(self, *, quiet: bool = False, verbose: bool = False, stream: Callable[[], TextIO] = lambda: sys.stderr):
+    def __init__(
+        self, *, quiet: bool = False, verbose: bool = False, stream: Callable[[], TextIO] = lambda: sys.stderr
+    ):
         self.quiet = quiet
         self.verbose = verbose
         self.stream = stream

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import shutil
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,7 @@ class Source:
         self.mtime_ns = mtime_ns
         self.temporary = temporary
         self.observers: list[ContiguousHash] = []
+        self.throttle: Throttle | None = None
 
     @property
     def default_name(self) -> str:
@@ -99,8 +100,7 @@ class Source:
             raise InputError(f"{self.display}: disappeared during the upload ({exc.strerror})") from None
         if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
             raise IntegrityError(
-                f"{self.display}: the file changed while it was being uploaded "
-                f"({self.size} -> {st.st_size} bytes)",
+                f"{self.display}: the file changed while it was being uploaded ({self.size} -> {st.st_size} bytes)",
                 hint="upload it again once it is no longer being written",
             )
 
@@ -151,6 +151,8 @@ class FileSlice:
                         hint="upload it again once it is no longer being written",
                     )
                 check_cancel()
+                if self.source.throttle is not None:
+                    self.source.throttle.consume(len(data))
                 for observer in self.source.observers:
                     observer.feed(self.offset + self.sent, data)
                 remaining -= len(data)
@@ -177,6 +179,30 @@ class ResettableHash:
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
+
+
+class Throttle:
+    """`--limit-rate`: keep one transfer at or below `rate` bytes per second (like curl's option)."""
+
+    def __init__(
+        self, rate: int, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
+    ) -> None:
+        import time
+
+        self.rate = max(1, rate)
+        self.clock = clock or time.monotonic
+        self.sleep = sleep or time.sleep
+        self.start: float | None = None
+        self.sent = 0
+
+    def consume(self, n: int) -> None:
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        self.sent += n
+        ahead = self.sent / self.rate - (now - self.start)
+        if ahead > 0:
+            self.sleep(ahead)
 
 
 class ContiguousHash:

@@ -76,7 +76,7 @@ def format_size(n: float) -> str:
 
 def format_duration(seconds: float) -> str:
     """`45s`, `1h30m`, `2d`: compact, for messages."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     parts = []

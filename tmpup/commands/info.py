@@ -14,10 +14,7 @@ RECEIPT_FIELDS = ("id", "token", "name", "size", "file", "url", "uploaded_at", "
 
 def run(rt: Runtime, id: str) -> Info:
     provider = rt.provider
-    if isinstance(provider, Describable):
-        info = provider.info(id)
-    else:
-        info = from_receipt(rt, id)
+    info = provider.info(id) if isinstance(provider, Describable) else from_receipt(rt, id)
     _render(rt, info)
     return info
 

@@ -82,9 +82,7 @@ def providers(rt: Runtime) -> list[dict[str, Any]]:
             "delete": issubclass(cls, Deletable),
             "resumable": resumable,
             "multi_file_request": issubclass(cls, MultiUploader),
-            "keys": [
-                {"name": k.name, "required": k.required, "secret": k.secret, "help": k.help} for k in cls.keys
-            ],
+            "keys": [{"name": k.name, "required": k.required, "secret": k.secret, "help": k.help} for k in cls.keys],
         }
         rows.append(row)
     if rt.output.json_mode:

@@ -77,9 +77,7 @@ def resume(rt: Runtime, target: str | None) -> None:
     if target is not None:
         records = [r for r in records if _matches(r, target)]
         if not records:
-            raise NotFoundError(
-                f"no interrupted upload matches {target!r}", hint="see them with 'tmpup resume --list'"
-            )
+            raise NotFoundError(f"no interrupted upload matches {target!r}", hint="see them with 'tmpup resume --list'")
     if not records:
         raise NotFoundError("there is no interrupted upload to resume")
     for record in records:

@@ -16,7 +16,7 @@ from tmpup.errors import (
 from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions
 from tmpup.runtime import Runtime
-from tmpup.sources import CANCEL, ContiguousHash, Source, open_source
+from tmpup.sources import CANCEL, ContiguousHash, Source, Throttle, open_source
 
 MAX_NAME_LENGTH = 255
 
@@ -30,6 +30,7 @@ class UploadRequest:
     chunk_size: int | None = None
     resumable: bool | None = None
     checksum: bool = False
+    limit_rate: int | None = None
 
 
 def check_name(name: str) -> str:
@@ -109,6 +110,8 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
         source = open_source(arg, spool_dir=rt.state.spool_dir)
         name = check_name(request.name) if request.name else source.default_name
         options = _options(rt, request, name)
+        if request.limit_rate:
+            source.throttle = Throttle(request.limit_rate)
         hasher = ContiguousHash(source) if request.checksum else None
         if hasher is not None:
             source.observers.append(hasher)
@@ -170,20 +173,20 @@ def _run_multi(rt: Runtime, request: UploadRequest) -> None:
                 errors.append(exc)
         if sources:
             hashers = [ContiguousHash(s) if request.checksum else None for s in sources]
-            for source, hasher in zip(sources, hashers):
+            for source, hasher in zip(sources, hashers, strict=True):
                 if hasher is not None:
                     source.observers.append(hasher)
             options = [_options(rt, request, s.default_name) for s in sources]
             rt.progress.start()
             try:
-                tasks = [rt.progress.task(o.name, s.size) for s, o in zip(sources, options)]
+                tasks = [rt.progress.task(o.name, s.size) for s, o in zip(sources, options, strict=True)]
                 started = rt.clock()
                 results = provider.upload_many(sources, options, tasks)
                 for task in tasks:
                     task.finish()
             finally:
                 rt.progress.stop()
-            for source, result, hasher in zip(sources, results, hashers):
+            for source, result, hasher in zip(sources, results, hashers, strict=True):
                 source.check_unchanged()
                 record = result_record(
                     profile=rt.settings.profile,
@@ -208,4 +211,3 @@ def _conclude(files: list[str], outcomes: list[TmpupError | None]) -> None:
     if len(files) == 1:
         raise failed[0]
     raise PartialFailure(f"{len(failed)} of {len(files)} files failed (each reported above)")
-

@@ -16,13 +16,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from tmpup.errors import (
+    ConfigError,
     InputError,
-    TmpupError,
     TransientError,
     UnsupportedError,
     error_for_status,
@@ -163,9 +163,7 @@ class Provider(abc.ABC):
 
     def check(self) -> str:
         """Reach the service and prove the credentials work; return a one-line description."""
-        raise UnsupportedError(
-            f"provider {self.id!r} cannot check a profile without uploading", provider=self.id
-        )
+        raise UnsupportedError(f"provider {self.id!r} cannot check a profile without uploading", provider=self.id)
 
     # -- helpers shared by the providers ------------------------------------------------------
 
@@ -211,13 +209,17 @@ class Provider(abc.ABC):
         try:
             return response.json()
         except ValueError:
-            raise TmpupError(
+            described = describe_body(response) or "an empty body"
+            message = (
                 f"{self.id}: {redact_url(response.url)} answered {response.status_code} with "
-                f"{describe_body(response) or 'an empty body'} instead of JSON",
-                hint="check that the profile's url points at the API",
-                provider=self.id,
-                status=response.status_code,
-            ) from None
+                f"{described} instead of JSON"
+            )
+            if described == "an HTML page":
+                # A web page where the API should be: the profile's url points at the wrong place.
+                raise ConfigError(
+                    message, hint="check the profile's url (it must point at the API)", provider=self.id
+                ) from None
+            raise TransientError(message, hint="the answer was cut or garbled; try again", provider=self.id) from None
 
     @contextlib.contextmanager
     def transport_errors(self, what: str) -> Iterator[None]:
@@ -264,4 +266,3 @@ def _short(exc: BaseException) -> str:
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "the server's certificate is not trusted (certificate verify failed)"
     return " ".join(text.split())[:300]
-

@@ -8,11 +8,13 @@ segment; `ttl` is 1..259200 s, default 3600; `/details` has PascalCase keys and 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any, ClassVar
 from urllib.parse import quote, urlparse
 
 from tmpup.errors import InputError, TmpupError
+from tmpup.progress import Task
 from tmpup.providers.base import (
     Info,
     KeySpec,
@@ -22,7 +24,6 @@ from tmpup.providers.base import (
     UploadResult,
 )
 from tmpup.providers.download import open_ranged_download
-from tmpup.progress import Task
 from tmpup.sources import Source
 
 TTL_MIN = 1
@@ -58,8 +59,12 @@ class QlikProvider(Provider):
         KeySpec("token", secret=True, required=True, help="API key or OAuth access token (Bearer)"),
         KeySpec("ttl", "duration", help="time to live, 1s..3d (default 1h)"),
         KeySpec("chunk_size", "size", help="tus PATCH size (default: the whole remainder in one request)"),
-        KeySpec("resumable_threshold", "size", default=64 * 1024 * 1024,
-                help="files above this size use tus resumable uploads"),
+        KeySpec(
+            "resumable_threshold",
+            "size",
+            default=64 * 1024 * 1024,
+            help="files above this size use tus resumable uploads",
+        ),
     )
     handle: ClassVar[Any] = "id"
     # Tier 1 (downloads, details) is 1000/min, Tier 2 (raw upload) 100/min, tus 800/min.
@@ -175,12 +180,10 @@ class QlikProvider(Provider):
             return Info(id, {"id": id, "status": "incomplete (a resumable upload has not finished)"})
         body = self.json_body(response)
         if not isinstance(body, dict):
-            raise TmpupError(f"qlik: /details answered something that is not a JSON object", provider=self.id)
+            raise TmpupError("qlik: /details answered something that is not a JSON object", provider=self.id)
         size = body.get("Size")
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             size = int(size) if size is not None else None
-        except (TypeError, ValueError):
-            pass
         fields = {
             "id": body.get("ID", id),
             "name": body.get("Name"),
