@@ -1,0 +1,318 @@
+"""The base class of provider mounts and the HTTP helpers they share.
+
+A mount serves one provider's API under `/<id>/...` of the emulator. The app strips the prefix,
+so rules are written exactly as the provider documents its paths. To add a provider:
+
+    from werkzeug.routing import Rule
+    from werkzeug.wrappers import Request, Response
+
+    from .mount import BodyInterrupted, Mount, empty_response, json_response
+
+    class Kf5Mount(Mount):
+        id = "kf5"                                   # URL prefix and store namespace
+        title = "KF5 attachments"
+        rules = (
+            Rule("/apiv2/attachments.json", methods=["POST"], endpoint="upload"),
+            Rule("/apiv2/attachments/<id>.json", methods=["GET"], endpoint="show"),
+        )
+
+        def authenticate(self, request: Request, endpoint: str) -> Response | None:
+            user = self.basic_credentials(request)   # None -> continue; a Response -> answer it
+            ok = user is not None and user[0] == self.credentials.kf5_email  # ...
+            return None if ok else self.error(401, "bad credentials")
+
+        def error(self, status: int, detail: str, *, headers=None) -> Response:
+            return json_response({"error": "...", "message": detail}, status, headers)
+
+        def upload(self, request: Request) -> Response:      # route values become kwargs
+            blob = self.store.create(self.id, str(self.ids.number(self.id, 1000)), name="x")
+            try:
+                self.receive(request, blob)                 # streamed to disk in 1 MiB reads
+            except BodyInterrupted:                         # client vanished: nothing is kept
+                self.store.delete(self.id, blob.id)
+                raise
+            self.store.complete(blob)
+            return json_response({"attachment": {"id": int(blob.id)}}, 201)
+
+        def show(self, request: Request, id: str) -> Response:
+            blob = self.lookup(id)                          # 404 / 410 via self.error
+            return self.send_blob(request, blob)            # Range, 206/416, Content-Disposition
+
+then add the class to `mounts.builtin_mounts()`. Handlers may `raise Reply(response)` to answer
+early from any depth. `dispatch` drains whatever body a handler left unread before answering,
+so a client still sending a large body sees the answer (401, 413, ...) instead of a reset.
+Faults (`faults.py`) are applied by the app around `dispatch`; a mount only has to keep what its
+protocol keeps when `receive` raises `BodyInterrupted`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar
+
+from werkzeug.exceptions import ClientDisconnected, MethodNotAllowed, NotFound
+from werkzeug.http import HTTP_STATUS_CODES, http_date
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from .clock import Clock
+from .context import Credentials, EmulatorContext, Ids
+from .faults import Fault
+from .responses import (
+    FileSlice,
+    RangeNotSatisfiable,
+    content_disposition,
+    empty_response,
+    json_response,
+    parse_byte_range,
+)
+from .store import CHUNK, Blob, BlobExpired, BlobMissing, BlobStore
+
+__all__ = ["BodyInterrupted", "Mount", "Reply", "empty_response", "json_response"]
+
+
+class BodyInterrupted(Exception):
+    """The request body ended early: the client disconnected, or a `drop_after` fault fired."""
+
+
+class Reply(Exception):
+    """Raised by a handler to answer `response` immediately."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _read_into(stream: IO[bytes], view: memoryview) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return int(readinto(view) or 0)
+    data = stream.read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+class Mount:
+    """Base class: routing, auth parsing, body streaming, downloads and the error hook."""
+
+    id: ClassVar[str] = ""
+    """URL prefix (`/<id>/...`) and store namespace."""
+    title: ClassVar[str] = ""
+    """Human name shown by `tmpup serve`."""
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    """werkzeug rules relative to the mount; `endpoint` names a handler method."""
+    method_override: ClassVar[bool] = False
+    """Route by `X-HTTP-Method-Override` when present (tus requires it)."""
+
+    def __init__(self, ctx: EmulatorContext) -> None:
+        self.ctx = ctx
+        # Rules are copied: a werkzeug Rule can belong to one Map only, and tests run many emulators.
+        self.url_map = Map([r.empty() for r in self.rules], strict_slashes=False, merge_slashes=False)
+
+    # -- shared state ----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> BlobStore:
+        return self.ctx.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.ctx.clock
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.ctx.credentials
+
+    @property
+    def ids(self) -> Ids:
+        return self.ctx.ids
+
+    # -- hooks for subclasses --------------------------------------------------------------------
+
+    def authenticate(self, request: Request, endpoint: str) -> Response | None:
+        """Return an error response to refuse the request, None to let it through."""
+        return None
+
+    def error(self, status: int, detail: str, *, headers: Mapping[str, str] | None = None) -> Response:
+        """An error in this provider's format. Override to produce the provider's envelope."""
+        return json_response({"error": HTTP_STATUS_CODES.get(status, "Error"), "message": detail}, status, headers)
+
+    def finalize(self, request: Request, response: Response) -> Response:
+        """Last touch on every response of this mount (fault responses included)."""
+        return response
+
+    def profile_url(self, base_url: str) -> str:
+        """What a tmpup profile's `url` should be for this mount, given the emulator's base URL."""
+        return f"{base_url}/{self.id}"
+
+    def banner(self, base_url: str) -> list[str]:
+        """Lines `tmpup serve` prints for this mount: where it is and how to log in."""
+        return [f"{self.id:<18} {self.profile_url(base_url)}"]
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _method(self, request: Request) -> str:
+        override = request.headers.get("X-HTTP-Method-Override") if self.method_override else None
+        return (override or request.method).upper()
+
+    def match(self, request: Request, subpath: str) -> tuple[str, dict[str, Any]]:
+        """The (endpoint, route values) of a request; raises werkzeug's NotFound/MethodNotAllowed."""
+        adapter = self.url_map.bind("emulator")
+        endpoint, values = adapter.match(subpath, method=self._method(request))
+        return str(endpoint), dict(values)
+
+    def target_id(self, request: Request, subpath: str) -> str | None:
+        """The upload id a request addresses (its `id` route value), for the `expire` fault."""
+        try:
+            _, values = self.match(request, subpath)
+        except (NotFound, MethodNotAllowed):
+            return None
+        value = values.get("id")
+        return str(value) if value is not None else None
+
+    def dispatch(self, request: Request, subpath: str) -> Response:
+        """Route, authenticate, run the handler, drain the unread body, finalize."""
+        try:
+            endpoint, values = self.match(request, subpath)
+            refused = self.authenticate(request, endpoint)
+            response = refused if refused is not None else getattr(self, endpoint)(request, **values)
+        except Reply as reply:
+            response = reply.response
+        except NotFound:
+            response = self.error(404, f"no such resource: {request.path}")
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            response = self.error(405, f"method {request.method} not allowed here", headers={"Allow": allowed})
+        try:
+            self.drain(request)
+        except BodyInterrupted:
+            response.close()
+            raise
+        return self.finalize(request, response)
+
+    def fault_response(self, request: Request, fault: Fault) -> Response:
+        """The answer to a `status` fault, in this provider's format."""
+        assert fault.status is not None
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        self.drain(request)
+        return self.finalize(request, self.error(fault.status, fault.message, headers=headers))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def base_url(self, request: Request) -> str:
+        """Absolute URL of this mount as the client addressed it, e.g. `http://127.0.0.1:8470/qlik`."""
+        return f"{request.root_url.rstrip('/')}/{self.id}"
+
+    def lookup(self, blob_id: str) -> Blob:
+        """The live blob of this mount, or `Reply` with this provider's 404/410."""
+        try:
+            return self.store.find(self.id, blob_id)
+        except BlobMissing:
+            raise Reply(self.error(404, f"{blob_id} was not found")) from None
+        except BlobExpired:
+            raise Reply(self.error(410, f"{blob_id} has expired")) from None
+
+    @staticmethod
+    def bearer_token(request: Request) -> str | None:
+        """The token of `Authorization: Bearer <token>`, if that is what was sent."""
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+    @staticmethod
+    def basic_credentials(request: Request) -> tuple[str, str] | None:
+        """(user, password) of `Authorization: Basic ...`, decoded as UTF-8 (Latin-1 fallback)."""
+        scheme, _, param = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            raw = base64.b64decode(param.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        user, sep, password = text.partition(":")
+        return (user, password) if sep else None
+
+    @staticmethod
+    def secret_equals(given: str | None, expected: str | None) -> bool:
+        """Constant-time comparison of a presented secret with the expected one."""
+        if given is None or expected is None:
+            return False
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def receive(self, request: Request, blob: Blob, limit: int | None = None) -> int:
+        """Append the request body (at most `limit` bytes) to `blob`, in 1 MiB reads; return the count.
+
+        Raises `BodyInterrupted` if the body ends early; the bytes that arrived are stored and
+        `blob.offset` counts them, so the caller decides whether to keep or delete them.
+        """
+        stream = request.stream
+        buffer = memoryview(bytearray(CHUNK))
+        total = 0
+        with self.store.appender(blob) as sink:
+            while limit is None or total < limit:
+                want = CHUNK if limit is None else min(CHUNK, limit - total)
+                try:
+                    count = _read_into(stream, buffer[:want])
+                except (ClientDisconnected, OSError) as exc:
+                    raise BodyInterrupted(str(exc)) from exc
+                if not count:
+                    break
+                sink.write(buffer[:count])
+                total += count
+        return total
+
+    def drain(self, request: Request) -> None:
+        """Read and discard what is left of the request body (BodyInterrupted if it breaks off)."""
+        stream = request.stream
+        buffer = memoryview(bytearray(CHUNK))
+        try:
+            while _read_into(stream, buffer):
+                pass
+        except (ClientDisconnected, OSError) as exc:
+            raise BodyInterrupted(str(exc)) from exc
+
+    def send_blob(
+        self,
+        request: Request,
+        blob: Blob,
+        *,
+        name: str | None = None,
+        inline: bool = False,
+        content_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Serve a stored blob: 200, 206 for a satisfiable `Range`, 416 otherwise."""
+        size = blob.size
+        etag = f'"{blob.id}-{size}-{int(blob.updated_at)}"'
+        last_modified = http_date(int(blob.updated_at))
+        out = {
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": content_disposition(blob.name if name is None else name, inline=inline),
+            "ETag": etag,
+            "Last-Modified": last_modified,
+            **(headers or {}),
+        }
+        start, stop, status = 0, size, 200
+        range_header = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if range_header and (if_range is None or if_range.strip() in (etag, last_modified)):
+            try:
+                wanted = parse_byte_range(range_header, size)
+            except RangeNotSatisfiable:
+                return self.error(
+                    416,
+                    f"range {range_header!r} is not satisfiable for {size} bytes",
+                    headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+                )
+            if wanted is not None:
+                start, stop, status = wanted[0], wanted[1], 206
+                out["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        out["Content-Length"] = str(stop - start)
+        body = FileSlice(self.store.open(blob), start, stop - start)
+        return Response(body, status=status, headers=out, content_type=content_type, direct_passthrough=True)
