@@ -159,7 +159,6 @@ def common(fn: F) -> F:
             retries=values["retries"],
             insecure=values["insecure"],
             ca_bundle=str(values["ca_bundle"]) if values["ca_bundle"] else None,
-            progress=kwargs.pop("progress", "auto") or "auto",
         )
         _STATE["debug"] = g.debug
         return fn(g=g, **kwargs)
@@ -458,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     # Both signals become `Interrupted` (exit 130) at whatever the main thread is doing; typer would
     # otherwise swallow KeyboardInterrupt into a bare exit code and skip our cleanup and message.
+    from tmpup.sources import CANCEL
+
+    CANCEL.clear()
     previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
     try:
         return _run(args)

@@ -154,8 +154,8 @@ class LinesProgress:
     def _emit(self, task: _CountingTask, event: str) -> None:
         if event == "start":
             return
-        if event in ("done", "failed") and task.elapsed < self.interval and event == "done":
-            # Short transfers print nothing but their result on stdout.
+        if event in ("done", "failed") and task.elapsed < self.interval:
+            # Short transfers print nothing but their result on stdout (or their error).
             return
         done = format_size(task.completed)
         if task.total:

@@ -64,6 +64,7 @@ def run(rt: Runtime, request: UploadRequest) -> None:
         check_name(request.name)
 
     provider = rt.provider  # configuration errors surface before any file is read
+    provider.check_options(_options(rt, request, request.name or "check"))
     if isinstance(provider, MultiUploader) and len(files) > 1:
         _run_multi(rt, request)
         return

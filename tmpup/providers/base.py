@@ -161,6 +161,9 @@ class Provider(abc.ABC):
     def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
         """Upload one file, streaming it and reporting progress to `task`."""
 
+    def check_options(self, options: UploadOptions) -> None:
+        """Refuse options this API cannot take (e.g. a TTL out of range) before anything is read or sent."""
+
     def check(self) -> str:
         """Reach the service and prove the credentials work; return a one-line description."""
         raise UnsupportedError(f"provider {self.id!r} cannot check a profile without uploading", provider=self.id)

@@ -104,6 +104,9 @@ class QlikProvider(Provider):
             return self._upload_tus(source, options, task, ttl)
         return self._upload_raw(source, options, task, ttl)
 
+    def check_options(self, options: UploadOptions) -> None:
+        check_ttl(options.ttl if options.ttl is not None else self._profile_ttl())
+
     def _profile_ttl(self) -> int | None:
         value = self.settings.get("ttl")
         return None if value is None else int(value)
