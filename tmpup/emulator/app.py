@@ -24,14 +24,15 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
+from .body import BodyInterrupted, prepare_input
 from .context import EmulatorContext
 from .faults import Fault
-from .mount import BodyInterrupted, Mount, json_response
+from .mount import Mount, json_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -39,47 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tmpup.emulator")
 
 CONTROL = "_emulator"
-
-
-class _TruncatedInput:
-    """`wsgi.input` that delivers `limit` bytes and then behaves like a dropped connection."""
-
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        self._stream = stream
-        self._left = limit
-
-    def _check(self) -> None:
-        if self._left <= 0:
-            raise ConnectionAbortedError("connection dropped by an injected fault")
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:
-        if len(buffer) == 0:
-            return 0
-        self._check()
-        view = memoryview(buffer)[: self._left]
-        readinto = getattr(self._stream, "readinto", None)
-        if readinto is not None:
-            count = int(readinto(view) or 0)
-        else:
-            data = self._stream.read(len(view))
-            count = len(data)
-            view[:count] = data
-        self._left -= count
-        return count
-
-    def read(self, size: int = -1) -> bytes:
-        self._check()
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        data = self._stream.read(want)
-        self._left -= len(data)
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        self._check()
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        data = self._stream.readline(want)
-        self._left -= len(data)
-        return data
 
 
 def abort_connection(environ: WSGIEnvironment) -> None:
@@ -106,6 +66,7 @@ class EmulatorApp:
             self.mounts[mount.id] = mount
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        prepare_input(environ)
         request = Request(environ)
         head, _, rest = request.path.lstrip("/").partition("/")
         subpath = "/" + rest
@@ -156,8 +117,7 @@ class EmulatorApp:
         if fault.status is not None:
             return mount.fault_response(request, fault)
         if fault.drop_after is not None:
-            request.environ["wsgi.input"] = _TruncatedInput(request.environ["wsgi.input"], fault.drop_after)
-            request.__dict__.pop("stream", None)  # in case anything touched the cached stream
+            prepare_input(request.environ, fault.drop_after)
         return None
 
     # -- control endpoints -----------------------------------------------------------------------

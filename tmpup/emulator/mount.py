@@ -51,13 +51,14 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
-from werkzeug.exceptions import ClientDisconnected, MethodNotAllowed, NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES, http_date
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .body import BodyInterrupted, BodyReader
 from .clock import Clock
 from .context import Credentials, EmulatorContext, Ids
 from .faults import Fault
@@ -74,25 +75,12 @@ from .store import CHUNK, Blob, BlobExpired, BlobMissing, BlobStore
 __all__ = ["BodyInterrupted", "Mount", "Reply", "empty_response", "json_response"]
 
 
-class BodyInterrupted(Exception):
-    """The request body ended early: the client disconnected, or a `drop_after` fault fired."""
-
-
 class Reply(Exception):
     """Raised by a handler to answer `response` immediately."""
 
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
-
-
-def _read_into(stream: IO[bytes], view: memoryview) -> int:
-    readinto = getattr(stream, "readinto", None)
-    if readinto is not None:
-        return int(readinto(view) or 0)
-    data = stream.read(len(view))
-    view[: len(data)] = data
-    return len(data)
 
 
 class Mount:
@@ -246,21 +234,18 @@ class Mount:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     def receive(self, request: Request, blob: Blob, limit: int | None = None) -> int:
-        """Append the request body (at most `limit` bytes) to `blob`, in 1 MiB reads; return the count.
+        """Append the request body (at most `limit` bytes) to `blob` as it arrives; return the count.
 
         Raises `BodyInterrupted` if the body ends early; the bytes that arrived are stored and
         `blob.offset` counts them, so the caller decides whether to keep or delete them.
         """
-        stream = request.stream
+        reader = BodyReader.of(request.environ)
         buffer = memoryview(bytearray(CHUNK))
         total = 0
         with self.store.appender(blob) as sink:
             while limit is None or total < limit:
                 want = CHUNK if limit is None else min(CHUNK, limit - total)
-                try:
-                    count = _read_into(stream, buffer[:want])
-                except (ClientDisconnected, OSError) as exc:
-                    raise BodyInterrupted(str(exc)) from exc
+                count = reader.readinto(buffer[:want])
                 if not count:
                     break
                 sink.write(buffer[:count])
@@ -269,13 +254,7 @@ class Mount:
 
     def drain(self, request: Request) -> None:
         """Read and discard what is left of the request body (BodyInterrupted if it breaks off)."""
-        stream = request.stream
-        buffer = memoryview(bytearray(CHUNK))
-        try:
-            while _read_into(stream, buffer):
-                pass
-        except (ClientDisconnected, OSError) as exc:
-            raise BodyInterrupted(str(exc)) from exc
+        BodyReader.of(request.environ).drain()
 
     def send_blob(
         self,

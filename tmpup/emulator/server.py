@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -135,6 +136,14 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the server stops (or `timeout` passes); Ctrl-C interrupts the wait."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self._thread.join(timeout=0.5)
+
     @property
     def running(self) -> bool:
         return self._server is not None
@@ -194,20 +203,22 @@ def serve_forever(
     for fault in faults:
         emulator.faults.add(fault)
     emulator.start()
-    previous = None
+    # Ctrl-C and SIGTERM both end serving cleanly, whatever handlers the caller had installed.
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, _interrupt)
     try:
         out.write("\n".join([*emulator.banner(), "Press Ctrl-C to stop."]) + "\n")
         out.flush()
-        while emulator._thread is not None and emulator._thread.is_alive():
-            emulator._thread.join(timeout=0.5)
+        emulator.wait()
     except KeyboardInterrupt:
         pass
     finally:
         emulator.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
