@@ -11,7 +11,9 @@ from .mount import Mount
 
 def builtin_mounts() -> list[type[Mount]]:
     """Mount classes the emulator serves by default."""
+    from .enterprise_tester import EnterpriseTesterMount
+    from .pyrus import PyrusMount
     from .qlik import QlikMount
     from .tus import TusMount
 
-    return [QlikMount, TusMount]
+    return [QlikMount, TusMount, PyrusMount, EnterpriseTesterMount]
