@@ -377,11 +377,15 @@ def resume(
 
 @profiles_app.command("list")
 @common
-def profiles_list(*, g: GlobalOptions) -> None:
+def profiles_list(
+    names: Annotated[bool, typer.Option("--names", hidden=True, help="Only the names (for shell completion).")] = False,
+    *,
+    g: GlobalOptions,
+) -> None:
     """List the profiles of the config file (and the environment profile, if TMPUP_PROVIDER is set)."""
     from tmpup.commands import profiles as command
 
-    command.list_profiles(Runtime.build(g))
+    command.list_profiles(Runtime.build(g), names_only=names)
 
 
 @profiles_app.command("show")

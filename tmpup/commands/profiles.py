@@ -9,7 +9,7 @@ from tmpup.errors import ConfigError
 from tmpup.runtime import Runtime
 
 
-def list_profiles(rt: Runtime) -> list[dict[str, Any]]:
+def list_profiles(rt: Runtime, *, names_only: bool = False) -> list[dict[str, Any]]:
     cfg = load_config_file(rt.options.config, rt.env, explicit=rt.options.config is not None)
     try:
         default = select_profile(cfg, None, rt.env)
@@ -29,7 +29,10 @@ def list_profiles(rt: Runtime) -> list[dict[str, Any]]:
                 "default": default is None,
             }
         )
-    if rt.output.json_mode:
+    if names_only:
+        for row in rows:
+            rt.output.line(row["name"])
+    elif rt.output.json_mode:
         for row in rows:
             rt.output.json(row)
     elif not rows:

@@ -1,0 +1,69 @@
+"""Shell completions: generated from the app, committed, and checked for drift and for behaviour."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_config
+from tmpup.completions import GENERATORS, render
+
+
+@pytest.mark.parametrize("shell", sorted(GENERATORS))
+def test_committed_completions_match_the_app(shell: str) -> None:
+    filename = GENERATORS[shell][0]
+    committed = (REPO / "completions" / filename).read_text(encoding="utf-8")
+    assert committed == render(shell), (
+        f"completions/{filename} is stale: run `python -m tmpup.completions --write` and commit it"
+    )
+
+
+def bash_complete(line: str, env: dict[str, str]) -> list[str]:
+    """Run the bash completion function the way bash does on TAB, and return its candidates."""
+    words = line.split(" ")
+    script = (
+        f"source {REPO / 'completions' / 'tmpup.bash'}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n"
+        "_tmpup\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    bindir = str(Path(sys.executable).parent)
+    proc = subprocess.run(
+        ["bash", "--norc", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PATH": bindir + os.pathsep + os.environ["PATH"]},
+        check=True,
+    )
+    return [w for w in proc.stdout.splitlines() if w]
+
+
+def test_bash_completes_commands_options_and_profile_names(config_path: Path) -> None:
+    assert shutil.which("bash")
+    write_config(
+        config_path,
+        """
+        [profiles.work]
+        provider = "qlik"
+        url = "https://a.qlikcloud.com"
+        token_env = "X"
+
+        [profiles.helpdesk]
+        provider = "qlik"
+        url = "https://b.qlikcloud.com"
+        token_env = "Y"
+        """,
+    )
+    env = {"TMPUP_CONFIG": str(config_path)}
+    assert "upload" in bash_complete("tmpup up", env)
+    assert {"--ttl", "--tus"} & set(bash_complete("tmpup upload --t", env)) == {"--ttl"}
+    assert sorted(bash_complete("tmpup upload f -p ", env)) == ["helpdesk", "work"]
+    assert bash_complete("tmpup profiles show h", env) == ["helpdesk"]
+    assert set(bash_complete("tmpup download x --progress ", env)) == {"auto", "bar", "lines", "json", "none"}
+    assert set(bash_complete("tmpup profiles ", env)) >= {"list", "show", "check"}
