@@ -142,14 +142,20 @@ class _CountingTask:
 
 
 class LinesProgress:
-    """Plain lines for logs: a line at most every 10 s per transfer, and one when it ends."""
+    """Plain lines for logs: a line at most every 10 s per transfer, and one when a long one ends."""
 
-    def __init__(self, stream: Callable[[], TextIO], interval: float = LINES_INTERVAL) -> None:
+    def __init__(
+        self,
+        stream: Callable[[], TextIO],
+        interval: float = LINES_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.interval = interval
+        self.clock = clock
 
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
-        return _CountingTask(label, total, completed, self.interval, self._emit)
+        return _CountingTask(label, total, completed, self.interval, self._emit, self.clock)
 
     def _emit(self, task: _CountingTask, event: str) -> None:
         if event == "start":
@@ -258,6 +264,9 @@ class RichProgress:
             console=Console(stderr=True),
             refresh_per_second=8,
             transient=False,
+            # Results must reach stdout itself when it is a pipe (`id=$(tmpup upload f)`); when both are
+            # the same terminal, rich prints them above the bar instead of through it.
+            redirect_stdout=sys.stdout.isatty(),
         )
         self.total_id: Any = None
 
