@@ -67,3 +67,26 @@ def test_bash_completes_commands_options_and_profile_names(config_path: Path) ->
     assert bash_complete("tmpup profiles show h", env) == ["helpdesk"]
     assert set(bash_complete("tmpup download x --progress ", env)) == {"auto", "bar", "lines", "json", "none"}
     assert set(bash_complete("tmpup profiles ", env)) >= {"list", "show", "check"}
+
+
+def need_shell(name: str) -> str:
+    """The path of a shell; in CI (TMPUP_REQUIRE_PEERS=1) a missing one fails instead of skipping."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("TMPUP_REQUIRE_PEERS"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it with apt-get)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def test_zsh_script_parses() -> None:
+    zsh = need_shell("zsh")
+    subprocess.run([zsh, "-n", str(REPO / "completions" / "_tmpup")], check=True)
+
+
+def test_fish_completes_commands_and_options() -> None:
+    fish = need_shell("fish")
+    script = f"source {REPO / 'completions' / 'tmpup.fish'}; complete -C 'tmpup upl'; complete -C 'tmpup upload --tt'"
+    out = subprocess.run([fish, "--no-config", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0].startswith("upload\t")
+    assert any(line.startswith("--ttl\t") for line in out.splitlines())
