@@ -21,7 +21,9 @@ def test_health(emu: Emulator) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["mounts"] == {"qlik": f"{emu.url}/qlik", "tus": f"{emu.url}/tus"}
+    assert body["mounts"]["qlik"] == f"{emu.url}/qlik"
+    assert body["mounts"]["tus"] == f"{emu.url}/tus"
+    assert set(body["mounts"]) == set(emu.mounts)
     assert body["faults"] == 0
     assert datetime.fromisoformat(body["time"]).tzinfo is not None
 
@@ -84,7 +86,8 @@ def test_unknown_control_endpoint_and_unknown_mount(emu: Emulator) -> None:
     assert requests.put(control(emu, "faults")).status_code == 404
     response = requests.get(f"{emu.url}/thulium-typo/api/temporary_files")
     assert response.status_code == 404
-    assert response.json()["mounts"] == ["qlik", "tus"]
+    assert response.json()["mounts"] == sorted(emu.mounts)
+    assert {"qlik", "tus"} <= set(emu.mounts)
     root = requests.get(emu.url)
     assert root.status_code == 404 and root.headers["Content-Type"] == "application/json"
 

@@ -14,6 +14,7 @@ connections never print tracebacks.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, get_sockaddr, select_address_family
 
 from .app import EmulatorApp
 from .clock import Clock
@@ -65,6 +66,21 @@ class _Server(ThreadedWSGIServer):
         log.debug("%s: " + message, type, *args)
 
 
+def _bind(host: str, port: int, app: EmulatorApp) -> _Server:
+    """werkzeug's threaded server on a socket we bound ourselves: werkzeug would `sys.exit(1)` on
+    EADDRINUSE, while a library must raise OSError."""
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(128)
+        return _Server(host, port, app, handler=_Handler, fd=sock.fileno())
+    finally:
+        sock.close()  # the server works on its own duplicate of the descriptor
+
+
 class Emulator:
     """The local server speaking every provider's API. Use as a context manager or start()/stop()."""
 
@@ -97,8 +113,8 @@ class Emulator:
             max_size=max_size,
         )
         classes = builtin_mounts() if mounts is None else list(mounts)
-        self.mounts: dict[str, Mount] = {cls.id: cls(self.ctx) for cls in classes}
-        self.app = EmulatorApp(self.ctx, self.mounts.values())
+        self.app = EmulatorApp(self.ctx, [cls(self.ctx) for cls in classes])
+        self.mounts: dict[str, Mount] = self.app.mounts
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._finalizer = weakref.finalize(self, self.store.close)
@@ -109,7 +125,7 @@ class Emulator:
         """Bind and serve in a daemon thread; returns self. Raises OSError if the port is taken."""
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
-        server = _Server(self.host, self.port, self.app, handler=_Handler)
+        server = _bind(self.host, self.port, self.app)
         server.access_log = self.access_log
         self._server = server
         self.port = server.server_address[1]
