@@ -79,7 +79,8 @@ class ResumeRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResumeRecord:
-        fields = {k: data.get(k) for k in cls.__dataclass_fields__}
+        # Absent keys take their defaults; a record missing a required one raises TypeError.
+        fields: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**fields)
 
     def expired(self, now: dt.datetime) -> bool:
@@ -164,14 +165,17 @@ class StateStore:
             return None
         except ValueError:
             return None
-        return ResumeRecord.from_dict(data)
+        try:
+            return ResumeRecord.from_dict(data)
+        except (TypeError, AttributeError):
+            return None  # a damaged record is treated as absent, and replaced
 
     def delete_record(self, key: str) -> None:
         self.record_path(key).unlink(missing_ok=True)
         (self.uploads_dir / f"{key}.lock").unlink(missing_ok=True)
 
     def records(self) -> list[ResumeRecord]:
-        out = []
+        out: list[ResumeRecord] = []
         if not self.uploads_dir.is_dir():
             return out
         for path in sorted(self.uploads_dir.glob("*.json")):
@@ -188,15 +192,26 @@ class StateStore:
 
         self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.uploads_dir / f"{key}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 raise LockedError(
                     f"{what} is being uploaded by another tmpup process",
                     hint="let that one finish; this run changed nothing",
                 ) from None
+            # The previous holder may have deleted the lock file (delete_record) between our open
+            # and flock: a lock on an unlinked file excludes nobody, so take the current file.
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        try:
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
             yield

@@ -99,7 +99,9 @@ class QlikProvider(Provider):
     def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
         ttl = check_ttl(options.ttl if options.ttl is not None else self._profile_ttl())
         threshold = int(self.settings.get("resumable_threshold", 64 * 1024 * 1024))
-        use_tus = options.resumable is True or (options.resumable is None and source.size > threshold)
+        use_tus = options.resumable is True or (
+            options.resumable is None and (source.size > threshold or self._has_resume_record(source))
+        )
         if use_tus:
             return self._upload_tus(source, options, task, ttl)
         return self._upload_raw(source, options, task, ttl)
@@ -145,6 +147,11 @@ class QlikProvider(Provider):
             extra={"ttl": ttl},
         )
 
+    def _has_resume_record(self, source: Source) -> bool:
+        from tmpup.protocols.tus import has_resume_record
+
+        return has_resume_record(self, source)
+
     def _upload_tus(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
         from tmpup.protocols.tus import upload_with_tus
 
@@ -157,15 +164,20 @@ class QlikProvider(Provider):
             headers=self._auth(),
             metadata={"filename": options.name, "ttl": str(ttl)},
             ttl=ttl,
-            terminate=False,
+            terminate=False,  # Qlik documents no termination: a superseded upload expires by its TTL
         )
+        # The tus upload id is the temp-content id (gopherciser uses path.Base of the upload URL).
         temp_id = id_from_location(outcome.upload_url)
+        if not temp_id:
+            raise TmpupError(f"qlik: tus answered an upload URL without an id: {outcome.upload_url}", provider=self.id)
+        # A resumed upload keeps the TTL it was created with; its record knows when it expires.
+        expires_at = outcome.expires_at or outcome.created_at + dt.timedelta(seconds=ttl)
         return UploadResult(
             id=temp_id,
             name=options.name,
             size=source.size,
-            url=self.content_url(temp_id or ""),
-            expires_at=outcome.created_at + dt.timedelta(seconds=ttl),
+            url=self.content_url(temp_id),
+            expires_at=expires_at,
             resumed=outcome.resumed,
             extra={"ttl": ttl, "upload_url": outcome.upload_url},
         )

@@ -1,0 +1,338 @@
+"""A resumable tus upload: the resume record's life cycle around the HEAD/PATCH loop.
+
+1. Under the per-record lock (two overlapping cron runs never feed one upload), the resume record
+   of this profile, provider and file is looked up. It is continued only if the file is the same
+   (absolute path, size, mtime, hash of its first and last MiB), the endpoint and name are the
+   same and it has not expired; HEAD then says where the server is. A 404/410 means the server
+   forgot the upload: a new one starts, and the user is told so.
+2. Otherwise POST creates an upload and the record is written (atomically, 0600, no credentials)
+   before the first PATCH, so even a process killed with SIGKILL can be resumed.
+3. PATCH streams the file from the server's offset: by default the whole remainder in one request
+   (fast, and few requests against rate limits), or `chunk_size` pieces for proxies with body
+   limits; the body is a `FileSlice` (1 MiB reads, known length), never a chunk in memory. The
+   server's `Upload-Offset` is trusted over our own count. 409 -> HEAD and realign;
+   423/429/5xx/network -> back off, HEAD, continue; 404/410 -> a new upload; 412/413/415 are fatal.
+4. Success deletes the record. A failure, Ctrl-C or SIGTERM keeps it, and the error's hint holds
+   the command that continues it (`tmpup resume FILE`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from typing import TYPE_CHECKING
+
+import requests
+
+from tmpup.errors import GoneError, InputError, IntegrityError, Interrupted, TmpupError, TransientError
+from tmpup.http import RETRY_STATUSES
+from tmpup.protocols.tus import (
+    OFFSET_OCTET_STREAM,
+    TusClient,
+    TusOutcome,
+    header_int,
+    parse_http_date,
+    resume_command,
+)
+from tmpup.sources import CANCEL, check_cancel
+from tmpup.state import ResumeRecord, record_key
+from tmpup.units import format_size
+
+if TYPE_CHECKING:
+    from tmpup.progress import Task
+    from tmpup.providers.base import UploadOptions
+    from tmpup.sources import Source
+
+#: New uploads started after the server forgot or expired one; a TTL too short for the link
+#: would otherwise start over forever.
+MAX_RESTARTS = 2
+#: Consecutive 423 Locked answers tolerated: a dangling PATCH can hold the server's lock a while.
+MAX_LOCKED = 12
+#: Seconds between rewrites of the record's informational offset during a chunked upload.
+SAVE_INTERVAL = 2.0
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class Transfer:
+    """One upload of one file: see the module docstring."""
+
+    def __init__(
+        self,
+        client: TusClient,
+        source: Source,
+        options: UploadOptions,
+        task: Task,
+        create_url: str,
+        metadata: dict[str, str],
+        ttl: int | None,
+        terminate: bool,
+    ) -> None:
+        provider = client.provider
+        self.provider = provider
+        self.client = client
+        self.source = source
+        self.options = options
+        self.task = task
+        self.create_url = create_url
+        self.metadata = metadata
+        self.ttl = ttl
+        self.terminate = terminate
+        self.state = provider.env.state
+        # stdin is spooled to a temp file that is gone after this run: nothing to resume from.
+        self.keep_records = options.resumable is not False and not source.temporary
+        self.identity = source.identity() if self.keep_records else None
+        self.path = self.identity.path if self.identity else str(source.path)
+        self.key = record_key(provider.env.profile, provider.id, self.path)
+        self.url = ""
+        self.offset = 0
+        self.created_at = provider.env.clock()
+        self.expires_at: dt.datetime | None = None
+        self.resumed = False
+        self.resumed_from = 0
+        self.announce = False
+        self.need_sync = False
+        self.record_saved = False
+        self.saved_at = 0.0
+        self.restarts = 0
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    def note(self, text: str) -> None:
+        # The retrier's notify is the run's note channel (stderr, silent with -q).
+        self.provider.env.retrier.notify(f"{self.source.display}: {text}")
+
+    # -- records --------------------------------------------------------------------------------
+
+    def run(self) -> TusOutcome:
+        if not self.keep_records:
+            self.create()
+            self.loop()
+            return self.outcome()
+        with self.state.lock(self.key, self.source.display):
+            try:
+                self.begin()
+                self.loop()
+            except (GoneError, IntegrityError):
+                self.state.delete_record(self.key)  # the upload or the file is dead: nothing to resume
+                raise
+            except InputError as exc:
+                if exc.status == 413:
+                    self.state.delete_record(self.key)
+                raise
+            except TmpupError as exc:
+                self.keep(exc)
+                raise
+            self.state.delete_record(self.key)
+        return self.outcome()
+
+    def begin(self) -> None:
+        record = self.state.load_record(self.key)
+        if record is not None:
+            why = self.stale(record)
+            if why is None:
+                self.url = record.upload_url
+                self.offset = record.offset
+                self.created_at = dt.datetime.fromisoformat(record.created_at)
+                self.expires_at = dt.datetime.fromisoformat(record.expires_at) if record.expires_at else None
+                self.resumed = self.announce = self.need_sync = self.record_saved = True
+                return
+            self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
+            if self.terminate and not record.expired(self.provider.env.clock()):
+                self.terminate_quietly(record.upload_url)
+        self.create()
+
+    def stale(self, record: ResumeRecord) -> str | None:
+        """Why a record cannot be continued, or None when it can."""
+        assert self.identity is not None
+        if record.file != self.identity.as_dict():
+            return "the file changed since its upload was interrupted, so that upload cannot be continued"
+        if (record.extra or {}).get("create_url") != self.create_url:
+            return "the interrupted upload went to another endpoint"
+        if record.name != self.options.name:
+            return f"the interrupted upload was named {record.name!r}"
+        if record.expired(self.provider.env.clock()):
+            return f"the interrupted upload expired at {record.expires_at}"
+        return None
+
+    def terminate_quietly(self, url: str) -> None:
+        with contextlib.suppress(TmpupError):  # best effort: the server expires it anyway
+            self.client.terminate(url)
+
+    def save(self) -> None:
+        assert self.identity is not None
+        record = ResumeRecord(
+            key=self.key,
+            provider=self.provider.id,
+            profile=self.provider.env.profile,
+            upload_url=self.url,
+            file=self.identity.as_dict(),
+            name=self.options.name,
+            size=self.size,
+            created_at=self.created_at.isoformat(),
+            expires_at=self.expires_at.isoformat() if self.expires_at else None,
+            offset=self.offset,
+            extra={"create_url": self.create_url, "ttl": self.ttl, "chunk_size": self.options.chunk_size},
+        )
+        self.state.save_record(record)
+        self.record_saved = True
+        self.saved_at = time.monotonic()
+
+    def keep(self, exc: TmpupError) -> None:
+        """The upload stops here but can continue: say how in the error's hint."""
+        if not self.record_saved:
+            return
+        self.save()
+        kept = (
+            f"the upload was kept ({format_size(self.offset)} of {format_size(self.size)} known to be on the "
+            f"server); continue it with: {resume_command(self.path)}"
+        )
+        keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
+        exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
+
+    def outcome(self) -> TusOutcome:
+        return TusOutcome(self.url, self.created_at, self.expires_at, self.resumed, self.resumed_from)
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def create(self) -> None:
+        self.created_at = self.provider.env.clock()
+        self.url, expires = self.client.create(self.create_url, self.size, self.metadata)
+        if self.ttl is not None:
+            by_ttl = self.created_at + dt.timedelta(seconds=self.ttl)
+            expires = min(expires, by_ttl) if expires else by_ttl
+        self.expires_at = expires
+        self.offset = 0
+        self.need_sync = False
+        if self.keep_records:
+            self.save()
+
+    def restart(self, why: str) -> None:
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            raise GoneError(
+                f"{self.provider.id}: {self.source.display}: {why}, for the {self.restarts}th time",
+                hint="the upload expires before it can finish: use a longer --ttl or a faster link",
+                provider=self.provider.id,
+            )
+        self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
+        self.resumed = self.announce = False
+        self.resumed_from = 0
+        self.create()
+
+    def loop(self) -> None:
+        """HEAD when out of sync, PATCH while bytes remain; every answer moves `offset` or backs off."""
+        retrier = self.provider.env.retrier
+        failures = locked = 0
+        while True:
+            check_cancel()
+            if not self.need_sync and self.offset >= self.size:
+                return
+            method = "HEAD" if self.need_sync else "PATCH"
+            before = self.offset
+            try:
+                response = self.head() if self.need_sync else self.patch()
+            except requests.exceptions.SSLError as exc:
+                with self.provider.transport_errors("upload"):
+                    raise exc
+            except _NETWORK_ERRORS as exc:
+                failures += 1
+                if failures > retrier.retries:
+                    with self.provider.transport_errors("upload"):
+                        raise exc
+                self.pause(failures, None, f"{method} failed ({type(exc).__name__})", retrier.retries)
+                self.need_sync = True
+                continue
+            response.close()
+            status = response.status_code
+            if status in (200, 204):
+                self.accept(response, method)
+                if self.offset > before:
+                    failures = locked = 0
+                elif method == "PATCH":
+                    failures += 1  # the server took nothing: do not loop forever
+                    if failures > retrier.retries:
+                        raise TransientError(
+                            f"{self.provider.id}: the server keeps accepting PATCHes without storing them",
+                            provider=self.provider.id,
+                        )
+            elif status in (404, 410):
+                self.restart(f"the server no longer has the upload ({status} {response.reason or ''})".strip())
+            elif status == 409 and method == "PATCH":
+                failures += 1
+                if failures > retrier.retries:
+                    self.client.check(response, ok=())
+                self.need_sync = True
+            elif status == 423:
+                locked += 1
+                limit = max(MAX_LOCKED, retrier.retries)
+                if locked > limit:
+                    self.client.check(response, ok=())
+                self.pause(locked, response, f"the upload is locked on the server (423, {method})", limit)
+                self.need_sync = True
+            elif status in RETRY_STATUSES:
+                failures += 1
+                if failures > retrier.retries:
+                    self.client.check(response, ok=())
+                self.pause(failures, response, f"the server answered {status} to {method}", retrier.retries)
+                self.need_sync = True
+            else:
+                self.client.check(response, ok=())
+
+    def head(self) -> requests.Response:
+        return self.client.session.head(self.url, headers=self.client.headers)
+
+    def patch(self) -> requests.Response:
+        remaining = self.size - self.offset
+        chunk = self.options.chunk_size
+        length = remaining if not chunk else min(chunk, remaining)
+        self.task.set_completed(self.offset)
+        body = self.source.slice(self.offset, length, progress=self.task.advance)
+        headers = {**self.client.headers, "Upload-Offset": str(self.offset), "Content-Type": OFFSET_OCTET_STREAM}
+        return self.client.session.patch(self.url, data=body, headers=headers)
+
+    def accept(self, response: requests.Response, method: str) -> None:
+        """Take the server's word for the offset (HEAD or a successful PATCH)."""
+        if method == "HEAD":
+            status = self.client.parse_status(response)
+            if (status.length is not None and status.length != self.size) or status.offset > self.size:
+                self.restart(f"the server's upload holds {status.length} bytes, the file {self.size}")
+                return
+            self.offset = status.offset
+            self.need_sync = False
+            if status.expires_at is not None:
+                self.expires_at = status.expires_at
+            if self.announce:
+                self.announce = False
+                self.resumed_from = self.offset
+                pct = 100 * self.offset // self.size if self.size else 100
+                self.note(f"resuming at {format_size(self.offset)} of {format_size(self.size)} ({pct}%)")
+            self.task.set_completed(self.offset)
+            return
+        new = header_int(response.headers.get("Upload-Offset"))
+        if new is None:
+            self.need_sync = True  # a PATCH answer without its offset: ask
+            return
+        if new > self.size:
+            raise IntegrityError(
+                f"{self.provider.id}: the server claims {new} bytes of a {self.size}-byte upload",
+                hint="the upload is corrupt on the server; upload the file again with --no-resume",
+                provider=self.provider.id,
+            )
+        self.offset = new
+        self.task.set_completed(new)
+        expires = parse_http_date(response.headers.get("Upload-Expires"))
+        if expires is not None:
+            self.expires_at = expires
+        if self.keep_records and self.offset < self.size and time.monotonic() - self.saved_at > SAVE_INTERVAL:
+            self.save()
+
+    def pause(self, attempt: int, response: requests.Response | None, what: str, limit: int) -> None:
+        retrier = self.provider.env.retrier
+        delay = retrier.delay(attempt, response)
+        self.note(f"{what}; retrying in {delay:.1f}s ({attempt}/{limit})")
+        # An Event wait rather than sleep: Ctrl-C in a -j run wakes worker threads at once.
+        if CANCEL.wait(delay):
+            check_cancel()
