@@ -79,15 +79,75 @@ def describe_body(response: requests.Response, limit: int = 200) -> str:
     return text
 
 
-class _Session(requests.Session):
-    """A Session that logs requests (redacted) when asked to."""
+@dataclass(frozen=True)
+class RateRule:
+    """At most `count` requests per `period` seconds for requests matching `method` and `path` (a substring)."""
 
-    def __init__(self, log: Callable[[str], None] | None, debug: bool) -> None:
+    count: int
+    period: float
+    method: str | None = None
+    path: str = ""
+
+    def matches(self, method: str, url: str) -> bool:
+        return (self.method is None or self.method == method) and self.path in urlsplit(url).path
+
+
+class RateLimiter:
+    """Client-side pacing so that many-file runs stay under an API's published limits instead of earning 429s.
+
+    A sliding window per rule, shared by every thread of the process (a `-j 8` run is one client to the API).
+    """
+
+    def __init__(
+        self,
+        rules: tuple[RateRule, ...],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import collections
+        import threading
+
+        self.rules = rules
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._sent: dict[RateRule, collections.deque[float]] = {rule: collections.deque() for rule in rules}
+
+    def acquire(self, method: str, url: str) -> float:
+        """Wait until a request may go; return how long we waited."""
+        rule = next((r for r in self.rules if r.matches(method, url)), None)
+        if rule is None:
+            return 0.0
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                sent = self._sent[rule]
+                while sent and sent[0] <= now - rule.period:
+                    sent.popleft()
+                if len(sent) < rule.count:
+                    sent.append(now)
+                    return waited
+                wait = sent[0] + rule.period - now
+            self.sleep(wait)
+            waited += wait
+
+
+class _Session(requests.Session):
+    """A Session that paces requests (client-side rate limits) and logs them (redacted) when asked to."""
+
+    def __init__(self, log: Callable[[str], None] | None, debug: bool, limiter: RateLimiter | None = None) -> None:
         super().__init__()
         self._log = log
         self._debug = debug
+        self.limiter = limiter
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.limiter is not None:
+            waited = self.limiter.acquire(request.method or "GET", request.url or "")
+            if waited and self._log is not None:
+                self._log(f"  paced {waited:.1f}s to stay under the API's rate limit")
         if self._log is None:
             return super().send(request, **kwargs)
         self._log(f"> {request.method} {redact_url(request.url)}")
@@ -113,8 +173,9 @@ def make_session(
     log: Callable[[str], None] | None = None,
     debug: bool = False,
     warn: Callable[[str], None] = lambda message: None,
+    rate_rules: tuple[RateRule, ...] = (),
 ) -> requests.Session:
-    session = _Session(log, debug)
+    session = _Session(log, debug, RateLimiter(rate_rules) if rate_rules else None)
     session.headers["User-Agent"] = USER_AGENT
     # Retries are ours (Retrier), not urllib3's: urllib3 cannot rewind a streamed body.
     adapter = requests.adapters.HTTPAdapter(

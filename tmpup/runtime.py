@@ -119,6 +119,7 @@ class Runtime:
         from tmpup.providers.base import ProviderEnv
 
         log = self.messages.debug if (self.options.verbose or self.options.debug) else None
+        cls = provider_class(settings.provider)
         session = make_session(
             HttpOptions(
                 timeout=settings.timeout,
@@ -129,6 +130,7 @@ class Runtime:
             log=log,
             debug=self.options.debug,
             warn=self.messages.warn,
+            rate_rules=cls.pacing(),
         )
         retrier = Retrier(settings.retries, notify=self.messages.debug if self.options.quiet else self.messages.note)
         env = ProviderEnv(
@@ -139,4 +141,4 @@ class Runtime:
             warn=self.messages.warn,
             profile=settings.profile,
         )
-        return provider_class(settings.provider)(settings, env)
+        return cls(settings, env)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import requests
 
     from tmpup.config import Settings
-    from tmpup.http import Retrier
+    from tmpup.http import RateRule, Retrier
     from tmpup.progress import Task
     from tmpup.sources import Source
     from tmpup.state import StateStore
@@ -150,8 +150,19 @@ class Provider(abc.ABC):
     keys: ClassVar[tuple[KeySpec, ...]] = ()
     #: Which result field a user pastes next (printed in human mode).
     handle: ClassVar[Literal["id", "token", "url"]] = "id"
-    #: Documented or sensible per-provider request budget (requests, per seconds), for client pacing.
+    #: Documented per-provider request budget (requests, per seconds) for client-side pacing of all requests;
+    #: `rate_rules` refines it per method and path (first match wins, before `rate_limit`).
     rate_limit: ClassVar[tuple[int, float] | None] = None
+    rate_rules: ClassVar[tuple[RateRule, ...]] = ()
+
+    @classmethod
+    def pacing(cls) -> tuple[RateRule, ...]:
+        from tmpup.http import RateRule
+
+        rules = cls.rate_rules
+        if cls.rate_limit is not None:
+            rules = (*rules, RateRule(cls.rate_limit[0], cls.rate_limit[1]))
+        return rules
 
     def __init__(self, settings: Settings, env: ProviderEnv) -> None:
         self.settings = settings

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlparse
 
 from tmpup.errors import InputError, TmpupError
+from tmpup.http import RateRule
 from tmpup.progress import Task
 from tmpup.providers.base import (
     Info,
@@ -67,8 +68,13 @@ class QlikProvider(Provider):
         ),
     )
     handle: ClassVar[Any] = "id"
-    # Tier 1 (downloads, details) is 1000/min, Tier 2 (raw upload) 100/min, tus 800/min.
-    rate_limit: ClassVar[tuple[int, float] | None] = (100, 60.0)
+    # Qlik's tiers (shared/reference/providers.md 1.2, 1.7): tus "special" 800/min; Tier 2 (raw upload)
+    # 100/min and Tier 1 (GET, /details) 1000/min, both "evaluated over a 5-minute window to support bursts".
+    rate_rules: ClassVar[tuple[RateRule, ...]] = (
+        RateRule(800, 60.0, path="/temp-contents/files"),
+        RateRule(500, 300.0, method="POST", path="/temp-contents"),
+        RateRule(5000, 300.0, path="/temp-contents"),
+    )
 
     @property
     def base(self) -> str:
