@@ -174,6 +174,7 @@ class Provider(abc.ABC):
 
     def check_options(self, options: UploadOptions) -> None:
         """Refuse options this API cannot take (e.g. a TTL out of range) before anything is read or sent."""
+        return None
 
     def check(self) -> str:
         """Reach the service and prove the credentials work; return a one-line description."""
