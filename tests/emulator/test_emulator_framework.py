@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
@@ -28,6 +29,7 @@ class EchoMount(Mount):
         Rule("/files", methods=["POST"], endpoint="upload"),
         Rule("/files/<id>", methods=["GET"], endpoint="show"),
         Rule("/teapot", methods=["GET"], endpoint="teapot"),
+        Rule("/bad", methods=["GET"], endpoint="bad"),
     )
 
     def authenticate(self, request: Request, endpoint: str) -> Response | None:
@@ -59,6 +61,9 @@ class EchoMount(Mount):
         deep()
         return json_response({})
 
+    def bad(self, request: Request) -> Response:
+        raise BadRequest("werkzeug says no")
+
 
 AUTH = ("user", "pässword")
 
@@ -85,6 +90,7 @@ def test_a_new_mount_gets_routing_auth_storage_and_downloads(echo: Emulator) -> 
     echo.clock.advance(60)
     assert requests.get(f"{base}/files/1000", auth=AUTH).status_code == 410
     assert requests.get(f"{base}/teapot", auth=AUTH).json() == {"oops": "short and stout", "status": 418}
+    assert requests.get(f"{base}/bad", auth=AUTH).json() == {"oops": "werkzeug says no", "status": 400}
     wrong = requests.put(f"{base}/files", auth=AUTH)
     assert wrong.status_code == 405 and wrong.json()["status"] == 405
     assert requests.get(f"{echo.url}/qlik/api/v1/temp-contents/x").status_code == 404  # only the given mounts

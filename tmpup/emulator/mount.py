@@ -53,7 +53,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES, http_date
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -174,6 +174,10 @@ class Mount:
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or ()))
             response = self.error(405, f"method {request.method} not allowed here", headers={"Allow": allowed})
+        except ClientDisconnected as exc:  # from werkzeug's own body parsing: the client is gone
+            raise BodyInterrupted(str(exc)) from exc
+        except HTTPException as exc:  # e.g. werkzeug's form parser refusing a body
+            response = self.error(exc.code or 500, exc.description or exc.name)
         try:
             self.drain(request)
         except BodyInterrupted:
