@@ -1,78 +1,126 @@
-"""`tmpup resume`: continue interrupted resumable uploads, list their records, clean dead ones."""
+"""`tmpup resume`: continue interrupted resumable uploads, list their records, clean dead ones.
+
+A resume record (DESIGN.md section 5) names the profile it was made with, so `resume` needs no
+`-p`: each record is continued on its own profile, through the same upload path as `tmpup upload`
+(which re-checks the file's identity, HEADs the server and starts afresh, saying so, when the file
+changed or the server forgot the upload). `--list` and `--clean` are local: they read the records
+and the files, never the network.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
-from tmpup.errors import NotFoundError
+from tmpup.errors import (
+    ExitCode,
+    InputError,
+    LockedError,
+    NotFoundError,
+    PartialFailure,
+    TmpupError,
+)
 from tmpup.runtime import Runtime
 from tmpup.state import ResumeRecord
+from tmpup.units import format_size
 
 
-def _row(record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
-    path = record.file.get("path")
+def record_state(record: ResumeRecord, now: dt.datetime, lock_path: Path | None = None) -> str:
+    """`resumable`, `uploading`, `expired`, `file missing` or `file changed` (local facts only)."""
+    if lock_path is not None and _held(lock_path):
+        return "uploading"
+    if record.expired(now):
+        return "expired"
+    try:
+        st = Path(str(record.file.get("path", ""))).stat()
+    except OSError:
+        return "file missing"
+    if st.st_size != record.file.get("size") or st.st_mtime_ns != record.file.get("mtime_ns"):
+        return "file changed"
+    return "resumable"
+
+
+def _held(lock_path: Path) -> bool:
+    """Whether the process that last took this lock is still alive (display only: pids get reused)."""
+    try:
+        pid = int(lock_path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _row(rt: Runtime, record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
     return {
         "key": record.key,
         "profile": record.profile,
         "provider": record.provider,
-        "file": path,
+        "file": record.file.get("path"),
         "name": record.name,
         "size": record.size,
         "offset": record.offset,
         "upload_url": record.upload_url,
         "created_at": record.created_at,
         "expires_at": record.expires_at,
-        "expired": record.expired(now),
+        "state": record_state(record, now, rt.state.uploads_dir / f"{record.key}.lock"),
     }
 
 
 def list_records(rt: Runtime) -> list[dict[str, Any]]:
     now = rt.clock()
-    rows = [_row(r, now) for r in rt.state.records()]
+    rows = [_row(rt, r, now) for r in rt.state.records()]
     if rt.output.json_mode:
         for row in rows:
             rt.output.json(row)
-    elif not rows:
+        return rows
+    if not rows:
         rt.messages.note("no interrupted uploads")
-    else:
-        for row in rows:
-            pct = 100 * row["offset"] // row["size"] if row["size"] else 100
-            state = "expired" if row["expired"] else f"{pct}% sent"
-            rt.output.line(f"{row['file']}  [{row['profile']}/{row['provider']}]  {state}  {row['upload_url']}")
+        return rows
+    table = [("FILE", "PROFILE", "PROVIDER", "SENT", "EXPIRES", "STATE")]
+    for row in rows:
+        pct = 100 * row["offset"] // row["size"] if row["size"] else 100
+        sent = f"{pct}% of {format_size(row['size'])}"
+        expires = (row["expires_at"] or "-")[:19].replace("T", " ")
+        table.append((str(row["file"]), row["profile"], row["provider"], sent, expires, row["state"]))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
+        rt.output.line("  ".join([*cells, line[-1]]))
     return rows
 
 
 def clean(rt: Runtime) -> int:
-    """Remove records that can never resume: expired, or whose file is gone or changed."""
-    from pathlib import Path
-
+    """Remove the records that can never resume: expired, or whose file is gone or changed."""
     now = rt.clock()
-    removed = 0
+    removed: list[dict[str, Any]] = []
     for record in rt.state.records():
-        path = Path(str(record.file.get("path", "")))
-        dead = record.expired(now)
-        try:
-            st = path.stat()
-            dead = dead or st.st_size != record.file.get("size") or st.st_mtime_ns != record.file.get("mtime_ns")
-        except OSError:
-            dead = True
-        if dead:
+        state = record_state(record, now)
+        if state == "resumable":
+            continue
+        # Never pull a record from under a running upload: take its lock to delete it.
+        with contextlib.suppress(LockedError), rt.state.lock(record.key, str(record.file.get("path"))):
             rt.state.delete_record(record.key)
-            removed += 1
-            rt.messages.note(f"removed the record of {path} ({record.upload_url})")
+            removed.append({"file": record.file.get("path"), "upload_url": record.upload_url, "reason": state})
+            rt.messages.note(f"removed the record of {record.file.get('path')} ({state})")
     if rt.output.json_mode:
-        rt.output.json({"removed": removed})
+        rt.output.json({"removed": len(removed), "records": removed})
     else:
-        rt.messages.note(f"{removed} record(s) removed")
-    return removed
+        rt.messages.note(f"{len(removed)} record(s) removed")
+    return len(removed)
 
 
 def resume(rt: Runtime, target: str | None) -> None:
-    """Continue one upload (by file path or upload id) or, with target None, all of them."""
-    from tmpup.commands.upload import UploadRequest
-    from tmpup.commands.upload import run as upload
-
+    """Continue one upload (by file path, upload id or URL) or, with target None, all of them."""
     records = rt.state.records()
     if target is not None:
         records = [r for r in records if _matches(r, target)]
@@ -80,15 +128,47 @@ def resume(rt: Runtime, target: str | None) -> None:
             raise NotFoundError(f"no interrupted upload matches {target!r}", hint="see them with 'tmpup resume --list'")
     if not records:
         raise NotFoundError("there is no interrupted upload to resume")
+    errors: list[TmpupError] = []
     for record in records:
-        path = str(record.file.get("path"))
-        sub = rt.with_profile(record.profile)
-        upload(sub, UploadRequest(files=[path], name=record.name, resumable=True))
+        try:
+            _resume_one(rt, record)
+        except TmpupError as exc:
+            if len(records) == 1 or exc.exit_code == ExitCode.INTERRUPTED:
+                raise
+            rt.messages.error(f"{record.file.get('path')}: {exc}")
+            errors.append(exc)
+    if errors:
+        raise PartialFailure(f"{len(errors)} of {len(records)} interrupted uploads failed (each reported above)")
+
+
+def _resume_one(rt: Runtime, record: ResumeRecord) -> None:
+    from tmpup.commands.upload import UploadRequest
+    from tmpup.commands.upload import run as upload
+
+    path = str(record.file.get("path"))
+    if not Path(path).is_file():
+        raise InputError(
+            f"{path}: no such file; its interrupted upload cannot continue",
+            hint="'tmpup resume --clean' removes records that can no longer resume",
+        )
+    extra = record.extra or {}
+    ttl, chunk = extra.get("ttl"), extra.get("chunk_size")
+    request = UploadRequest(
+        files=[path],
+        name=record.name,
+        ttl=int(ttl) if isinstance(ttl, (int, float)) else None,
+        chunk_size=int(chunk) if isinstance(chunk, int) and chunk > 0 else None,
+        resumable=True,
+    )
+    upload(rt.with_profile(record.profile), request)
 
 
 def _matches(record: ResumeRecord, target: str) -> bool:
-    import os
-
-    if target in (record.key, record.upload_url) or record.upload_url.rstrip("/").endswith("/" + target):
+    url = record.upload_url.rstrip("/")
+    if target in (record.key, record.upload_url, url) or url.rsplit("/", 1)[-1] == target:
         return True
-    return os.path.abspath(target) == record.file.get("path")
+    try:
+        resolved = str(Path(target).resolve())
+    except OSError:
+        return False
+    return resolved == record.file.get("path")

@@ -115,15 +115,16 @@ class Transfer:
             try:
                 self.begin()
                 self.loop()
-            except (GoneError, IntegrityError):
-                self.state.delete_record(self.key)  # the upload or the file is dead: nothing to resume
-                raise
-            except InputError as exc:
-                if exc.status == 413:
-                    self.state.delete_record(self.key)
-                raise
             except TmpupError as exc:
-                self.keep(exc)
+                # A dead upload (expired again and again, too large) or a changed file cannot be
+                # continued; a failure before any record was written leaves nothing to continue.
+                dead = isinstance(exc, (GoneError, IntegrityError)) or (
+                    isinstance(exc, InputError) and exc.status == 413
+                )
+                if self.record_saved and not dead:
+                    self.keep(exc)
+                else:
+                    self.state.delete_record(self.key)
                 raise
             self.state.delete_record(self.key)
         return self.outcome()
@@ -185,10 +186,7 @@ class Transfer:
         if not self.record_saved:
             return
         self.save()
-        kept = (
-            f"the upload was kept ({format_size(self.offset)} of {format_size(self.size)} known to be on the "
-            f"server); continue it with: {resume_command(self.path)}"
-        )
+        kept = f"the upload was kept; continue it with: {resume_command(self.path)}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
 
@@ -309,6 +307,8 @@ class Transfer:
                 self.resumed_from = self.offset
                 pct = 100 * self.offset // self.size if self.size else 100
                 self.note(f"resuming at {format_size(self.offset)} of {format_size(self.size)} ({pct}%)")
+                if self.keep_records:
+                    self.save()  # `tmpup resume --list` shows where the server is
             self.task.set_completed(self.offset)
             return
         new = header_int(response.headers.get("Upload-Offset"))
