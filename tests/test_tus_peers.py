@@ -51,12 +51,14 @@ def _start_node(directory: Path, *flags: str) -> Iterator[NodeTus]:
     if not (PEERS / "node_modules" / "@tus" / "server").is_dir():
         pytest.fail("the Node tus peer is not installed: run `npm ci --prefix tests/peers`")
     directory.mkdir()
-    proc = subprocess.Popen(
-        [node, str(PEERS / "tus-server.js"), "0", str(directory), *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = directory.with_suffix(".log")
+    with log.open("w") as errors:  # a file, not a pipe nobody reads while the server runs
+        proc = subprocess.Popen(
+            [node, str(PEERS / "tus-server.js"), "0", str(directory), *flags],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
     assert proc.stdout is not None
     ready: list[str] = []
     reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline() if proc.stdout else ""))
@@ -65,8 +67,8 @@ def _start_node(directory: Path, *flags: str) -> Iterator[NodeTus]:
     line = ready[0] if ready else ""
     if not line.startswith("listening on "):
         proc.kill()
-        _out, err = proc.communicate(timeout=10)
-        pytest.fail(f"the Node tus server did not start: {line!r} {err[-2000:]}")
+        proc.wait(timeout=10)
+        pytest.fail(f"the Node tus server did not start: {line!r} {log.read_text()[-2000:]}")
     try:
         yield NodeTus(line.split()[-1], directory)
     finally:
@@ -76,8 +78,8 @@ def _start_node(directory: Path, *flags: str) -> Iterator[NodeTus]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        alive = proc.returncode is None
-        assert not alive
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.fixture
@@ -199,6 +201,7 @@ def test_tuspy_upload_to_emulated_qlik_downloads_with_tmpup(
     client = tus_client.TusClient(f"{emulator.mount_url('qlik')}/api/v1/temp-contents/files", headers=auth)
     uploader = client.uploader(str(src), chunk_size=MIB, metadata={"filename": "report.csv", "ttl": "600"})
     uploader.upload()
+    assert uploader.url is not None
     temp_id = upload_id(uploader.url)
     info: dict[str, Any] = json.loads(run("info", temp_id, "--json").out)
     assert info["name"] == "report.csv" and info["ttl_seconds"] == 600
