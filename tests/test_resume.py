@@ -1,0 +1,226 @@
+"""`tmpup resume` and the resume records behind it (DESIGN.md section 5), through the real CLI.
+
+Interrupted uploads are made deterministically: the emulator answers every PATCH with 503 until the
+fault is cleared, so the upload fails (exit 10) after its retries with the record kept.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_file, run, sha256_file, write_config
+from tests.test_tus_client import MIB, assert_clean, records, tus_profile
+from tmpup.emulator import Emulator, Fault
+
+__all__ = ["tus_profile"]  # a fixture, imported for this module's tests
+
+
+def interrupted(emu: Emulator, provider: str, src: Path, *extra: str) -> dict[str, Any]:
+    """Leave an interrupted upload of `src` behind; return the record's row from `resume --list --json`."""
+    emu.faults.add(Fault(provider=provider, method="PATCH", status=503, retry_after=0, times=None))
+    failed = run("upload", str(src), "--progress", "none", *extra)
+    assert failed.code == 10, failed.err
+    assert f"tmpup resume {shlex.quote(str(src))}" in failed.err  # a command one can paste
+    emu.faults.clear()
+    rows = [json.loads(line) for line in run("resume", "--list", "--json").lines]
+    (row,) = [r for r in rows if r["file"] == str(src.resolve())]
+    return row
+
+
+def test_nothing_to_resume(tus_profile: str, tmp_path: Path) -> None:
+    assert run("resume", "--all").code == 5
+    missing = run("resume", str(tmp_path / "never.bin"))
+    assert missing.code == 5 and "resume --list" in missing.err
+    listed = run("resume", "--list")
+    assert listed.code == 0 and listed.out == "" and "no interrupted uploads" in listed.err
+    assert run("resume", "--list", "--json").out == ""
+    assert run("resume", "--list", "--all").code == 2
+
+
+def test_list_shows_a_table_and_json(tus_profile: str, emulator: Emulator, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "big report.bin", 2 * MIB)
+    row = interrupted(emulator, "tus", src)
+    assert row["profile"] == "t" and row["provider"] == "tus" and row["state"] == "resumable"
+    assert row["size"] == 2 * MIB and row["name"] == "big report.bin"
+    assert row["upload_url"].startswith(emulator.mount_url("tus")) and row["expires_at"]
+    table = run("resume", "--list")
+    assert table.code == 0, table.err
+    header, line = table.lines
+    assert header.split() == ["FILE", "PROFILE", "PROVIDER", "SENT", "EXPIRES", "STATE"]
+    assert line.startswith(str(src.resolve())) and line.endswith("resumable") and "2.0 MiB" in line
+    assert "\x1b" not in table.out
+
+
+def test_records_are_private_atomic_and_hold_no_credentials(
+    qlik_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", MIB)
+    interrupted(emulator, "qlik", src, "--resumable")
+    uploads = state_dir / "uploads"
+    assert stat.S_IMODE(uploads.stat().st_mode) == 0o700
+    (path,) = uploads.glob("*.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in uploads.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    text = path.read_text()
+    assert emulator.credentials.qlik_token not in text and "Bearer" not in text
+    data = json.loads(text)
+    assert data["file"]["path"] == str(src.resolve())
+    assert {"size", "mtime_ns", "edge_hash"} <= set(data["file"])
+    assert data["extra"]["ttl"] == 3600 and data["expires_at"]
+
+
+def test_tus_token_and_headers_stay_out_of_records(
+    config_path: Path, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmpup.emulator import Credentials
+
+    with Emulator(credentials=Credentials(tus_token="tok-SECRET-1")) as emu:
+        write_config(
+            config_path,
+            f"""
+            [profiles.t]
+            provider = "tus"
+            url = "{emu.mount_url("tus")}"
+            token_env = "TUS_TOKEN_FOR_TEST"
+            headers = {{ X-Api-Key = "hdr-SECRET-2" }}
+            retries = 1
+            """,
+        )
+        monkeypatch.setenv("TUS_TOKEN_FOR_TEST", "tok-SECRET-1")
+        interrupted(emu, "tus", make_file(tmp_path / "f.bin", 1000))
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            assert "SECRET" not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("how", ["file", "relative", "id", "url", "key"])
+def test_resume_one_by_file_id_url_or_key(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path, how: str
+) -> None:
+    src = make_file(tmp_path / "f.bin", 3 * MIB)
+    other = make_file(tmp_path / "other.bin", 1000, seed=3)
+    row = interrupted(emulator, "tus", src)
+    interrupted(emulator, "tus", other)
+    target = {
+        "file": str(src),
+        "relative": "f.bin",  # the tests run in tmp_path
+        "id": row["upload_url"].rsplit("/", 1)[-1],
+        "url": row["upload_url"],
+        "key": row["key"],
+    }[how]
+    done = run("resume", target, "--json", "--progress", "none")
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
+    assert result["resumed"] is True and result["url"] == row["upload_url"]
+    assert emulator.blob_sha256("tus", result["id"]) == sha256_file(src)
+    assert [r["file"]["path"] for r in records(state_dir)] == [str(other.resolve())]
+
+
+def test_upload_resumes_by_itself_and_qlik_takes_tus_for_a_small_file_with_a_record(
+    qlik_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "small.csv", 1000)  # below the threshold: raw, unless a record waits
+    row = interrupted(emulator, "qlik", src, "--resumable", "--ttl", "2h")
+    again = run("upload", str(src), "--json", "--progress", "none")
+    assert again.code == 0, again.err
+    assert "resuming at 0 B of 1000 B (0%)" in again.err
+    result = json.loads(again.out)
+    assert result["resumed"] is True and result["upload_url"] == row["upload_url"]
+    assert result["id"] == row["upload_url"].rsplit("/", 1)[-1]
+    assert emulator.blob_sha256("qlik", result["id"]) == sha256_file(src)
+    assert_clean(state_dir)
+
+
+def test_resume_all_reports_each_failure(tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path) -> None:
+    kept = make_file(tmp_path / "kept.bin", MIB)
+    gone = make_file(tmp_path / "gone.bin", MIB, seed=2)
+    interrupted(emulator, "tus", kept)
+    interrupted(emulator, "tus", gone)
+    gone.unlink()
+    result = run("resume", "--all", "--json", "--progress", "none")
+    assert result.code == 11, result.err
+    assert "gone.bin: no such file" in result.err and "--clean" in result.err
+    (line,) = result.lines
+    assert emulator.blob_sha256("tus", json.loads(line)["id"]) == sha256_file(kept)
+    alone = run("resume", str(gone))
+    assert alone.code == 7, alone.err
+
+
+def test_clean_removes_dead_records_only(tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path) -> None:
+    alive = make_file(tmp_path / "alive.bin", 1000)
+    changed = make_file(tmp_path / "changed.bin", 1000, seed=2)
+    missing = make_file(tmp_path / "missing.bin", 1000, seed=3)
+    expired = make_file(tmp_path / "expired.bin", 1000, seed=4)
+    for src in (alive, changed, missing, expired):
+        interrupted(emulator, "tus", src)
+    changed.write_bytes(b"different now")
+    missing.unlink()
+    for path in (state_dir / "uploads").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data["name"] == "expired.bin":
+            data["expires_at"] = "2001-01-01T00:00:00+00:00"
+            path.write_text(json.dumps(data))
+    states = {r["name"]: r["state"] for r in map(json.loads, run("resume", "--list", "--json").lines)}
+    assert states == {
+        "alive.bin": "resumable",
+        "changed.bin": "file changed",
+        "missing.bin": "file missing",
+        "expired.bin": "expired",
+    }
+    cleaned = run("resume", "--clean", "--json")
+    assert cleaned.code == 0, cleaned.err
+    report = json.loads(cleaned.out)
+    assert report["removed"] == 3
+    assert sorted(r["reason"] for r in report["records"]) == ["expired", "file changed", "file missing"]
+    assert [r["name"] for r in records(state_dir)] == ["alive.bin"]
+    assert sorted(p.suffix for p in (state_dir / "uploads").iterdir()) == [".json", ".lock"]
+
+
+def test_resume_on_a_profile_that_is_gone(
+    tus_profile: str, emulator: Emulator, config_path: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", 1000)
+    interrupted(emulator, "tus", src)
+    write_config(config_path, f'[profiles.other]\nprovider = "tus"\nurl = "{emulator.mount_url("tus")}"\n')
+    result = run("resume", str(src))
+    assert result.code == 3, result.err
+    assert "'t'" in result.err
+
+
+def test_a_damaged_record_is_ignored_and_replaced(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", 1000)
+    interrupted(emulator, "tus", src)
+    (path,) = (state_dir / "uploads").glob("*.json")
+    path.write_text('{"key": "torn')
+    result = run("upload", str(src), "--json", "--progress", "none")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["resumed"] is False
+    assert emulator.blob_sha256("tus", json.loads(result.out)["id"]) == sha256_file(src)
+    assert_clean(state_dir)
+
+
+def test_no_resume_neither_uses_nor_keeps_a_record(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", 1000)
+    row = interrupted(emulator, "tus", src)
+    fresh = run("upload", str(src), "--no-resume", "--json", "--progress", "none")
+    assert fresh.code == 0, fresh.err
+    assert json.loads(fresh.out)["url"] != row["upload_url"]
+    assert [r["upload_url"] for r in records(state_dir)] == [row["upload_url"]]  # untouched
+
+
+def test_stdin_uploads_keep_no_record(tus_profile: str, emulator: Emulator, state_dir: Path) -> None:
+    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
+    failed = run("upload", "-", "--name", "piped.txt", "--progress", "none", stdin=b"x" * 5000)
+    assert failed.code == 10, failed.err
+    assert "tmpup resume" not in failed.err  # a spooled stdin is gone after the run: nothing to resume
+    assert_clean(state_dir)
