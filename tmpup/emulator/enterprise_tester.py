@@ -32,12 +32,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wrappers import Request, Response
 
-from .mount import BodyInterrupted, Mount, Reply, json_response
+from .body import BodyReader
+from .mount import Mount, Reply, json_response
 from .store import CHUNK, Blob
 
 API = "/api"
@@ -86,17 +87,17 @@ class PartHead:
 def iter_multipart(request: Request, boundary: str) -> Iterator[PartHead | bytes | None]:
     """Stream a multipart body: a `PartHead` at each part's start, its data as bytes, None at its end.
 
-    Reads 1 MiB at a time, so memory stays flat whatever the file sizes. Raises `MultipartError`
-    for a malformed body and `BodyInterrupted` when the client stops sending.
+    Reads at most 1 MiB at a time, so memory stays flat whatever the file sizes. Raises
+    `MultipartError` for a malformed body and `BodyInterrupted` when the client stops sending.
     """
     decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=None)
-    stream = request.stream
+    # Through the request's BodyReader, so that the framework's final drain knows what was read.
+    reader = BodyReader.of(request.environ)
+    buffer = memoryview(bytearray(CHUNK))
     in_part = False
     while True:
-        try:
-            chunk = stream.read(CHUNK)
-        except (ClientDisconnected, OSError) as exc:
-            raise BodyInterrupted(str(exc)) from exc
+        count = reader.readinto(buffer)
+        chunk = bytes(buffer[:count])
         decoder.receive_data(chunk or None)
         while True:
             try:

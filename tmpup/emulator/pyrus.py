@@ -38,9 +38,10 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from .body import BodyReader
 from .enterprise_tester import MultipartError, PartHead, iter_multipart
 from .mount import Mount, json_response
-from .store import Blob
+from .store import CHUNK, Blob
 
 MAX_SIZE = 250 * 1024 * 1024
 #: Room for the multipart framing around a file of the maximum size.
@@ -159,7 +160,7 @@ class PyrusMount(Mount):
 
     def auth(self, request: Request) -> Response:
         try:
-            body = json.loads(request.get_data(cache=False) or b"null")
+            body = json.loads(read_small_body(request) or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError):
             return self.error(400, "The request body is not valid JSON.", code="invalid_request")
         if not isinstance(body, dict):
@@ -255,3 +256,15 @@ class PyrusMount(Mount):
         if blob is None or not blob.complete or blob.is_expired(self.clock.time()):
             return self.error(403, f"File {id} is missing or you have no access to it.", code="file_is_missing")
         return self.send_blob(request, blob)
+
+
+def read_small_body(request: Request, limit: int = 64 * 1024) -> bytes:
+    """A small request body (a JSON document), through the request's `BodyReader`; longer is ValueError."""
+    reader = BodyReader.of(request.environ)
+    buffer = memoryview(bytearray(CHUNK))
+    data = bytearray()
+    while count := reader.readinto(buffer):
+        data += buffer[:count]
+        if len(data) > limit:
+            raise json.JSONDecodeError("the body is too long for a JSON document", "", 0)
+    return bytes(data)
