@@ -185,7 +185,8 @@ class Transfer:
         """The upload stops here but can continue: say how in the error's hint."""
         if not self.record_saved:
             return
-        self.save()
+        with contextlib.suppress(OSError):  # the record on disk is only less fresh; keep the real error
+            self.save()
         kept = f"the upload was kept; continue it with: {resume_command(self.path)}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
