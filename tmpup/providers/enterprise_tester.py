@@ -20,12 +20,11 @@ or fails as one; a retry (network error, 429, 5xx) resends the same body to the 
 from __future__ import annotations
 
 import base64
-import contextlib
 import mimetypes
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import ConfigError, IntegrityError, TmpupError, UsageError
+from tmpup.errors import IntegrityError, TmpupError, UsageError
 from tmpup.protocols.multipart import MultipartBody, Part, header_params
 from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.providers.download import open_ranged_download
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from tmpup.sources import Source
 
 API = "/api"
-_ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 
 
 class EnterpriseTesterProvider(Provider):
@@ -200,18 +198,8 @@ class EnterpriseTesterProvider(Provider):
         return open_ranged_download(self, self.content_url(id.strip()), offset=offset, headers=self._headers())
 
     def check(self) -> str:
-        # Listing a set that cannot exist proves the URL and the credentials (404, not 401/403).
-        with (
-            self.transport_errors("check"),
-            contextlib.closing(self.env.session.get(self.set_url(_ZERO_GUID), headers=self._headers())) as response,
-        ):
-            if response.status_code != 404:
-                self.check_response(response)
-            elif "json" not in response.headers.get("Content-Type", "").lower():
-                # Any web server answers 404 to an unknown path; Enterprise Tester's API answers in JSON.
-                raise ConfigError(
-                    f"enterprise-tester: {self.base} answered 404 without JSON: it does not look like the API",
-                    hint="the url must be the base including the application path, e.g. https://host/EnterpriseTester",
-                    provider=self.id,
-                )
-        return f"reached {self.base} and the credentials were accepted"
+        # Only creating a set proves both the URL and the credentials with a positive answer (a 404
+        # from listing an unknown set looks the same as any other server's 404). The set is empty
+        # and temporary.
+        set_id = self._create_set()
+        return f"reached {self.base} and the credentials were accepted (created empty set {set_id})"
