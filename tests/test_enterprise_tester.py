@@ -152,6 +152,16 @@ def test_a_name_with_a_line_break_is_refused_before_any_request(profile: str, em
     assert emulator.mounts[PROVIDER].sets == {}
 
 
+def test_options_et_cannot_honour(profile: str, emulator: Any, tmp_path: Path) -> None:
+    files = [str(make_file(tmp_path / f"o{i}.bin", 10, seed=i)) for i in range(2)]
+    resumable = run("upload", *files, "--resumable", "--progress", "none")
+    assert resumable.code == 8
+    assert emulator.mounts[PROVIDER].sets == {}
+    ttl = run("upload", *files, "--ttl", "2h", "--progress", "none")
+    assert ttl.code == 0, ttl.err
+    assert "--ttl is ignored" in ttl.err
+
+
 def test_a_missing_file_among_several_is_a_partial_failure(profile: str, emulator: Any, tmp_path: Path) -> None:
     good = [str(make_file(tmp_path / f"g{i}.bin", 10, seed=i)) for i in range(2)]
     result = run("upload", good[0], str(tmp_path / "missing.bin"), good[1], "--progress", "none")

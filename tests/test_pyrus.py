@@ -174,6 +174,16 @@ def test_a_name_with_a_line_break_is_refused_before_any_request(profile: str, em
     assert mount(emulator).tokens == {}
 
 
+def test_options_pyrus_cannot_honour(profile: str, emulator: Any, tmp_path: Path) -> None:
+    src = str(make_file(tmp_path / "f.bin", 10))
+    resumable = run("upload", src, "--resumable", "--progress", "none")
+    assert resumable.code == 8
+    assert mount(emulator).tokens == {}
+    ttl = run("upload", src, "--ttl", "2h", "--progress", "none")
+    assert ttl.code == 0, ttl.err
+    assert "--ttl is ignored" in ttl.err
+
+
 def test_damage_in_transit_is_an_integrity_error(profile: str, emulator: Any, tmp_path: Path) -> None:
     mount(emulator).corrupt_uploads = 1
     result = run("upload", str(make_file(tmp_path / "f.bin", 4096)), "--progress", "none")

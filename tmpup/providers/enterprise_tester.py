@@ -78,6 +78,14 @@ class EnterpriseTesterProvider(Provider):
 
     # -- upload ---------------------------------------------------------------------------------
 
+    def check_options(self, options: UploadOptions) -> None:
+        if options.resumable:
+            raise self.unsupported("upload resumably", "Enterprise Tester takes each file in one request")
+        if options.ttl is not None:
+            self.env.warn("Enterprise Tester documents no expiry for temporary attachment sets; --ttl is ignored")
+        if options.chunk_size is not None:
+            self.env.warn("Enterprise Tester takes each file in one request; --chunk-size is ignored")
+
     def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
         return self.upload_many([source], [options], [task])[0]
 

@@ -167,6 +167,16 @@ class PyrusProvider(Provider):
 
     # -- upload ---------------------------------------------------------------------------------
 
+    def check_options(self, options: UploadOptions) -> None:
+        if options.resumable:
+            raise self.unsupported("upload resumably", "Pyrus takes each file in one request")
+        if options.ttl is not None:
+            self.env.warn(
+                "Pyrus sets no expiry on uploads (files nobody attaches are removed after a while); --ttl is ignored"
+            )
+        if options.chunk_size is not None:
+            self.env.warn("Pyrus takes each file in one request; --chunk-size is ignored")
+
     def upload(self, source: Source, options: UploadOptions, task: Task) -> UploadResult:
         limit = int(self.settings.get("max_size", MAX_SIZE))
         if source.size > limit:
