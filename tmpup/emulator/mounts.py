@@ -12,8 +12,10 @@ from .mount import Mount
 def builtin_mounts() -> list[type[Mount]]:
     """Mount classes the emulator serves by default."""
     from .enterprise_tester import EnterpriseTesterMount
+    from .kf5 import Kf5Mount
     from .pyrus import PyrusMount
     from .qlik import QlikMount
+    from .thulium import ThuliumMount
     from .tus import TusMount
 
-    return [QlikMount, TusMount, PyrusMount, EnterpriseTesterMount]
+    return [QlikMount, TusMount, ThuliumMount, PyrusMount, Kf5Mount, EnterpriseTesterMount]
