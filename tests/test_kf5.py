@@ -443,3 +443,15 @@ def test_credentials_go_to_content_url_only_on_the_profiles_origin(config_path: 
         assert run("download", record["id"], "-o", str(dest), "--progress", "none").code == 0
         assert mount.seen[0] is None
         assert mount.seen[1] is not None and mount.seen[1].startswith("Basic ")
+
+
+def test_debug_output_shows_no_credentials(profile: str, emulator: Any, tmp_path: Path) -> None:
+    import base64
+
+    record = upload(str(make_file(tmp_path / "d.txt", 5)))
+    result = run("download", record["id"], "-o", str(tmp_path / "copy.txt"), "--debug", "--progress", "none")
+    assert result.code == 0, result.err
+    assert f"attachments/{record['id']}.json" in result.err  # the requests are logged ...
+    creds = emulator.credentials
+    basic = base64.b64encode(f"{creds.kf5_email}/token:{creds.kf5_api_token}".encode()).decode()
+    assert creds.kf5_api_token not in result.err + result.out and basic not in result.err  # ... their secrets are not

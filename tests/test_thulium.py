@@ -342,3 +342,14 @@ def test_sha256_of_the_receipt_matches_with_checksum(profile: str, tmp_path: Pat
     src = make_file(tmp_path / "c.bin", 1024 * 1024 + 3)
     record = upload(str(src), "--checksum")
     assert record["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_debug_output_shows_no_credentials(profile: str, emulator: Any, tmp_path: Path) -> None:
+    import base64
+
+    result = run("upload", str(make_file(tmp_path / "d.txt", 5)), "--debug", "--progress", "none")
+    assert result.code == 0, result.err
+    assert "temporary_files?filename=d.txt" in result.err  # the request is logged ...
+    creds = emulator.credentials
+    basic = base64.b64encode(f"{creds.thulium_username}:{creds.thulium_password}".encode()).decode()
+    assert creds.thulium_password not in result.err + result.out and basic not in result.err  # ... its secrets are not
