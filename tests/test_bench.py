@@ -1,0 +1,230 @@
+"""The benchmark suite measures real, complete transfers: no timings here, only that the bytes arrive exact.
+
+Runs the sink (bench/sink.py) and the harness's own commands (bench/scenarios.py: tmpup with a
+file-less profile, and the yardsticks curl and tuspy) on small files, and checks at the sink that
+every byte arrived (sha256, and the MD5 Pyrus answers). Also: the sink's multipart scanner on
+bodies cut at every awkward place, its chunked-body reader, the launcher's RSS figures (a child's
+own, not its parent's), and one small end-to-end run of bench/run.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import scenarios as sc
+from bench.groups import Files, file_digests, sink_check
+from bench.multipart_scan import Part, scan
+from bench.servers import Launcher, SinkProcess, create_tus_upload
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def make(path: Path, size: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    folder = tmp_path / "files"
+    found = Files(
+        make(folder / "big.bin", 3 * MIB + 12345, 1),
+        make(folder / "ten.bin", MIB, 2),
+        [make(folder / "small" / f"f{i}.bin", 10 * 1024, 10 + i) for i in range(5)],
+    )
+    for path in [found.big, found.ten, *found.small]:
+        found.digests[path] = file_digests(path)
+    return found
+
+
+@pytest.fixture
+def sink(files: Files) -> Iterator[SinkProcess]:
+    server = SinkProcess(files.big.parent, python=sys.executable)
+    server.verify(True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run(command: sc.Command, cwd: Path) -> subprocess.CompletedProcess[str]:
+    results = [subprocess.run(argv, env=command.env, cwd=cwd, capture_output=True, text=True, timeout=120)
+               for argv in command.argvs]  # fmt: skip
+    for result in results:
+        assert result.returncode == 0, f"{command.label}: {result.stderr[-2000:]}"
+    return results[-1]
+
+
+def exact(sink: SinkProcess, files: Files, before: int, paths: list[Path], kind: str) -> None:
+    problem = sink_check(sink, files, paths, kind)(before, True)
+    assert problem is None, problem
+
+
+@pytest.mark.parametrize("progress", ["bar", "none"])
+def test_raw_upload_arrives_exact(sink: SinkProcess, files: Files, tmp_path: Path, progress: str) -> None:
+    before = sink.last_seq()
+    run(sc.tmpup_upload("t", tmp_path, "qlik", sink.url, [files.big], progress=progress), tmp_path)
+    exact(sink, files, before, [files.big], "raw")
+    before = sink.last_seq()
+    run(sc.tmpup_upload("t", tmp_path, "qlik", sink.url, [files.ten], extra=("--checksum",)), tmp_path)
+    exact(sink, files, before, [files.ten], "raw")
+    receipt = json.loads((tmp_path / "state" / "receipts.jsonl").read_text().splitlines()[-1])
+    assert receipt["sha256"] == files.sha256(files.ten)
+
+
+def test_many_small_files_in_one_invocation_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
+    for extra in ((), ("-j", "4")):
+        before = sink.last_seq()
+        out = run(sc.tmpup_upload("t", tmp_path, "qlik", sink.url, files.small, extra=extra), tmp_path)
+        assert len(out.stdout.splitlines()) == len(files.small)
+        exact(sink, files, before, files.small, "raw")
+
+
+def test_pyrus_upload_md5_verified_and_fast_mode_registered_md5(
+    sink: SinkProcess, files: Files, tmp_path: Path
+) -> None:
+    before = sink.last_seq()
+    run(sc.tmpup_upload("t", tmp_path, "pyrus", sink.url, [files.big]), tmp_path)
+    exact(sink, files, before, [files.big], "pyrus")
+    # Timed runs: the sink does not hash, it answers the registered MD5 when the byte count matches.
+    sink.verify(False)
+    sink.expect(files.big.name, files.big.stat().st_size, files.digests[files.big][1])
+    run(sc.tmpup_upload("t", tmp_path, "pyrus", sink.url, [files.big]), tmp_path)
+    # A wrong registration is caught by tmpup's own MD5 check (exit 9): the bench cannot time a bad run.
+    sink.expect(files.big.name, files.big.stat().st_size, "0" * 32)
+    command = sc.tmpup_upload("t", tmp_path, "pyrus", sink.url, [files.big])
+    failed = subprocess.run(command.argvs[0], env=command.env, cwd=tmp_path, capture_output=True, timeout=120)
+    assert failed.returncode == 9
+    # Unregistered names are hashed even without verification.
+    run(sc.tmpup_upload("t", tmp_path, "pyrus", sink.url, [files.ten]), tmp_path)
+
+
+def test_enterprise_tester_set_arrives_exact(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
+    before = sink.last_seq()
+    run(sc.tmpup_upload("t", tmp_path, "enterprise-tester", sink.url, [files.big]), tmp_path)
+    exact(sink, files, before, [files.big], "et")
+    before = sink.last_seq()
+    run(sc.tmpup_upload("t", tmp_path, "enterprise-tester", sink.url, [files.ten, *files.small]), tmp_path)
+    exact(sink, files, before, [files.ten, *files.small], "et")
+
+
+def test_tus_uploads_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
+    create = f"{sink.url}/tus/files/"
+    for command in (
+        sc.tmpup_upload("t", tmp_path, "tus", create, [files.big]),
+        sc.tuspy(create, files.big, chunk=MIB),  # several PATCHes
+        sc.curl_patch(create_tus_upload(create, files.big.stat().st_size, files.big.name), files.big),
+    ):
+        before = sink.last_seq()
+        run(command, tmp_path)
+        exact(sink, files, before, [files.big], "tus")
+
+
+def test_yardsticks_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
+    before = sink.last_seq()
+    run(sc.curl_raw(sink.url, [files.big, *files.small]), tmp_path)
+    exact(sink, files, before, [files.big, *files.small], "raw")
+    before = sink.last_seq()
+    run(sc.curl_form_pyrus(sink.url, files.big), tmp_path)
+    exact(sink, files, before, [files.big], "pyrus")
+    before = sink.last_seq()
+    run(sc.curl_form_et(sink.url, "set1", files.big), tmp_path)
+    exact(sink, files, before, [files.big], "et")
+
+
+def test_downloads_write_the_exact_bytes(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
+    for command, out in (
+        (sc.tmpup_download("t", tmp_path, sink.url, files.big.name, tmp_path / "t.bin"), tmp_path / "t.bin"),
+        (sc.curl_download(sink.url, files.big.name, tmp_path / "c.bin"), tmp_path / "c.bin"),
+    ):
+        run(command, tmp_path)
+        assert file_digests(out) == files.digests[files.big]
+
+
+def test_sink_reads_chunked_bodies(sink: SinkProcess, files: Files) -> None:
+    data = files.big.read_bytes()
+    port = int(sink.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    blocks = (data[i : i + 100_000] for i in range(0, len(data), 100_000))
+    headers = {"Authorization": f"Bearer {sc.QLIK_TOKEN}"}
+    conn.request("POST", "/qlik/api/v1/temp-contents?filename=chunked", body=blocks, headers=headers,
+                 encode_chunked=True)  # fmt: skip
+    assert conn.getresponse().status == 201
+    record = sink.records()[-1]
+    assert (record["name"], record["size"]) == ("chunked", len(data))
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class Dribble:
+    """A body reader that hands out the bytes in pieces of awkward sizes."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes, self.pos, self.turn = data, sizes, 0, 0
+
+    def readinto(self, view: memoryview) -> int:
+        n = min(len(view), self.sizes[self.turn % len(self.sizes)], len(self.data) - self.pos)
+        self.turn += 1
+        view[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@pytest.mark.parametrize("sizes", [[1], [2, 3, 5, 7], [4096], [1 << 22], [37, 1 << 20, 1]])
+def test_multipart_scanner_finds_parts_split_anywhere(sizes: list[int]) -> None:
+    boundary = b"b0undary-xyz"
+    contents = [b"", b"\r\n--b0undary-xy", os.urandom(70_000) + b"\r\n--b0undar", b"tail\r\n"]
+    body = b"preamble\r\n"
+    for i, content in enumerate(contents):
+        body += b"--" + boundary + f'\r\nContent-Disposition: form-data; name="f{i}"; filename="n{i}"\r\n\r\n'.encode()
+        body += content + b"\r\n"
+    body += b"--" + boundary + b"--\r\nepilogue"
+    parts = scan(Dribble(body, sizes), boundary, lambda h: Part(h, hashers={"sha256": hashlib.sha256()}))
+    assert [p.param("content-disposition", "filename") for p in parts] == ["n0", "n1", "n2", "n3"]
+    assert [p.size for p in parts] == [len(c) for c in contents]
+    assert [p.digests()["sha256"] for p in parts] == [hashlib.sha256(c).hexdigest() for c in contents]
+
+
+def test_launcher_reports_the_childs_own_peak_rss() -> None:
+    # This process is big when the launcher starts; the launcher's children must not be charged with that.
+    ballast = b"\x01" * (80 * MIB)
+    launcher = Launcher(python=sys.executable)
+    try:
+        small = launcher.run([["/bin/true"]], dict(os.environ))
+        grow = "b = b'x' * (100 * 1024 * 1024)"
+        big = launcher.run([[sys.executable, "-c", grow]], dict(os.environ))
+        failed = launcher.run([[sys.executable, "-c", "raise SystemExit(3)"], ["/bin/true"]], dict(os.environ))
+    finally:
+        launcher.stop()
+    del ballast
+    assert small.status == 0 and small.rss_mib < 30
+    assert big.status == 0 and big.rss_mib > 100
+    assert failed.status == 3 and failed.failed_argv is not None
+
+
+def test_harness_end_to_end_on_small_files(tmp_path: Path) -> None:
+    """bench/run.py itself, tiny: every group's commands run, are verified, and land in the report."""
+    output = tmp_path / "results.md"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--size", "2M", "--reps", "1", "--startup-reps", "1",
+         "--small-files", "3", "--workdir", str(tmp_path / "work"), "--output", str(output)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = output.read_text()
+    assert "Not available" not in report, report
+    assert "error:" not in report, report
+    for title in ("Raw upload", "Multipart upload (Pyrus", "Enterprise Tester", "tus upload to the sink",
+                  "@tus/server", "Download", "small files", "Start-up"):  # fmt: skip
+        assert title in report
