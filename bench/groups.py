@@ -240,11 +240,13 @@ def build_groups(
             [
                 up("tmpup, one invocation", "qlik", url, small),
                 up("tmpup -j 4, one invocation", "qlik", url, small, "bar", "-j", "4"),
+                up("tmpup, one invocation (no progress)", "qlik", url, small, "none"),
                 curl_raw(small, f"{len(small)} curl processes"),
             ],
             [
                 Comparison("tmpup, one invocation", f"{len(small)} curl processes", "time", 0.3, "<= 0.3"),
                 Comparison("tmpup -j 4, one invocation", f"{len(small)} curl processes", "time"),
+                Comparison("tmpup, one invocation (no progress)", f"{len(small)} curl processes", "time"),
             ],
             reps,
         )
@@ -257,13 +259,16 @@ def build_groups(
                 Case("tmpup --version", lambda: sc.tmpup_startup("tmpup --version", work, "--version"), no_check),
                 Case("tmpup upload --help", lambda: sc.tmpup_startup("tmpup upload --help", work, "upload", "--help"),
                      no_check),
+                up("tmpup upload of one small file (no progress)", "qlik", url, small[:1], "none"),
                 Case('python -c "import requests"', sc.python_import_requests, no_check),
                 Case("curl --version", sc.curl_version, no_check),
+                curl_raw(small[:1], "curl -T of one small file"),
             ],
             [
                 Comparison("tmpup --version", 'python -c "import requests"', "time", 1.0, "<= 1.0"),
                 Comparison("tmpup upload --help", 'python -c "import requests"', "time"),
                 Comparison("tmpup --version", "curl --version", "time"),
+                Comparison("tmpup upload of one small file (no progress)", "curl -T of one small file", "time"),
             ],
             startup_reps,
         )

@@ -30,7 +30,7 @@ if not __package__:  # run as a script: make `bench` importable
 
 from bench import scenarios as sc
 from bench.groups import MIB, Case, Files, Group, build_groups, file_digests
-from bench.report import CaseResult, GroupResult, Target, comparison_target, group_table, targets_table
+from bench.report import CaseResult, GroupResult, Target, comparison_target, fmt_s, group_table, targets_table
 from bench.servers import ROOT, Launcher, Measurement, NodeTus, SinkProcess
 
 GROUP_KEYS = ("raw", "raw10", "pyrus", "et", "tus", "tus-node", "download", "small", "startup")
@@ -178,8 +178,8 @@ def machine(args: argparse.Namespace, launcher_floor: float) -> list[str]:
         f"{args.reps} timed rounds per group ({args.startup_reps} for start-up) after one verified warm-up run",
         f"- machine: {cpu}, {os.cpu_count()} CPUs, {int(mem) // 1024 // 1024} GiB RAM, Linux {platform.release()}; "
         f"load average at start {os.getloadavg()[0]:.2f}",
-        f"- tmpup {out(*sc.tmpup(), '--version')} at commit {commit}{dirty}; Python {platform.python_version()}; "
-        f"{out('curl', '--version')}; Node {out('node', '--version')}",
+        f"- {out(*sc.tmpup(), '--version')} at commit {commit}{dirty}; Python {platform.python_version()}; "
+        f"{' '.join(out('curl', '--version').split()[:2])}; Node {out('node', '--version')}",
         f"- peak RSS is `ru_maxrss` from `os.wait4`, spawned from a small launcher whose own "
         f"{launcher_floor:.1f} MiB is the floor of every figure",
     ]  # fmt: skip
@@ -280,6 +280,15 @@ def render(header: list[str], targets: list[Target], results: dict[str, GroupRes
         "",
     ]
     lines += [*header, "", "## Targets", "", *targets_table(targets)]
+    startup = results.get("startup")
+    one, curl_one = "tmpup upload of one small file (no progress)", "curl -T of one small file"
+    if startup and not startup.unavailable and startup.cases[one].walls and startup.cases[curl_one].walls:
+        fixed, curl_fixed = startup.cases[one].median, startup.cases[curl_one].median
+        lines += [
+            f"Fixed cost of one `tmpup upload` invocation (a 10 KiB file, no progress): {fmt_s(fixed)}; "
+            f"of one `curl -T`: {fmt_s(curl_fixed)}. Every tmpup wall time above includes it once.",
+            "",
+        ]
     raw = results.get("raw")
     if raw and not raw.unavailable and raw.cases["curl -T"].walls:
         curl = raw.cases["curl -T"]
