@@ -132,6 +132,38 @@ def test_tus_uploads_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Pat
         exact(sink, files, before, [files.big], "tus")
 
 
+#: Runs tmpup in-process under a tiny wrapper that reports, at exit, how many bytes the process read
+#: (`rchar` of /proc/self/io: files, sockets and the modules it imported).
+_READ_COUNTER = """
+import atexit, runpy, sys
+def report():
+    fields = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
+    sys.stderr.write("RCHAR %d\\n" % int(fields["rchar"]))
+atexit.register(report)
+sys.argv = ["tmpup", *sys.argv[1:]]
+runpy.run_module("tmpup", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("provider", "extra"), [("qlik", ("--checksum",)), ("pyrus", ()), ("tus", ("--checksum",))])
+def test_checksums_are_computed_in_the_read_path(
+    sink: SinkProcess, tmp_path: Path, provider: str, extra: tuple[str, ...]
+) -> None:
+    """sha256 (--checksum) and Pyrus's MD5 come from the blocks that are sent: the file is read once."""
+    size = 24 * MIB
+    big = make(tmp_path / "files" / "read-once.bin", size, 7)
+    url = f"{sink.url}/tus/files/" if provider == "tus" else sink.url
+    command = sc.tmpup_upload("t", tmp_path, provider, url, [big], progress="none", extra=extra)
+    argv = [sys.executable, "-c", _READ_COUNTER, *command.argvs[0][len(sc.tmpup()) :]]
+    done = subprocess.run(argv, env=command.env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    read = int(done.stderr.rsplit("RCHAR ", 1)[1].split()[0])
+    # Once is `size` plus imports (~7 MB) plus, for tus, the 2 MiB of the resume record's identity hash.
+    assert size < read < size + 16 * MIB, f"{provider} read {read} bytes for a {size}-byte file"
+    record = sink.records()[-1]
+    assert record["size"] == size and record["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
 def test_yardsticks_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Path) -> None:
     before = sink.last_seq()
     run(sc.curl_raw(sink.url, [files.big, *files.small]), tmp_path)
