@@ -131,11 +131,8 @@ def test_exit_7_rejected_input(qlik_profile: str, tmp_path: Path, kind: str) -> 
     elif kind == "unreadable":
         path = make_file(tmp_path / "secret.bin", 5)
         path.chmod(0)
-        if os.access(path, os.R_OK):
-            # root reads anything; a permission test means nothing there, so use a path we cannot open.
-            args = ["/proc/1/mem"]
-        else:
-            args = [str(path)]
+        # root reads anything; a permission test means nothing there, so use a path we cannot open.
+        args = ["/proc/1/mem"] if os.access(path, os.R_OK) else [str(path)]
     elif kind == "fifo":
         fifo = tmp_path / "pipe"
         os.mkfifo(fifo)

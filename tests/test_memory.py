@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_file, sha256_file
+from tests.rss import peak_rss_mib
 
 SIZE = 200 * 1024 * 1024
-
-
-def peak_rss_mib(args: list[str], env: dict[str, str] | None = None) -> tuple[int, float, bytes]:
-    """Run a real tmpup process; return (exit status, its own peak RSS in MiB, stdout)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tmpup", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, out  # ru_maxrss is KiB on Linux
 
 
 @pytest.mark.slow

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import make_file, run, sha256_file, write_config
+from tests.rss import peak_rss_mib
 from tmpup.emulator import Fault
 
 NAMES = ["plain.txt", "with space.txt", "ünïcødé отчёт 日本.csv", "quote\"s and 'apos'.txt", "a&b#c%d;e=f.bin"]
@@ -276,35 +274,10 @@ def test_environment_profile_and_secret_hygiene(emulator: Any, tmp_path: Path, s
     assert "Authorization: ****" in result.err
 
 
-#: Runs tmpup as its own child and reports that child's rusage. Linux records the old address
-#: space's high-water mark at exec, so a child forked straight from pytest would be charged with
-#: pytest's pages; forked from this small launcher, the figure is tmpup's own.
-_LAUNCHER = """
-import json, os, sys
-pid = os.fork()
-if pid == 0:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.execv(sys.executable, [sys.executable, "-m", "tmpup", *sys.argv[1:]])
-_pid, status, usage = os.wait4(pid, 0)
-print(json.dumps({"code": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss}))
-"""
-
-
-def peak_rss_mib(args: list[str]) -> tuple[int, float]:
-    """Run the real tmpup program; return its exit status and its own peak RSS in MiB (os.wait4)."""
-    launcher = subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, *args], capture_output=True, env=os.environ, timeout=600, check=True
-    )
-    report = json.loads(launcher.stdout)
-    return int(report["code"]), report["maxrss_kib"] / 1024  # ru_maxrss is KiB on Linux
-
-
 @pytest.mark.slow
 def test_200_mib_multipart_upload_keeps_memory_flat(profile: str, emulator: Any, tmp_path: Path) -> None:
     src = make_file(tmp_path / "big.bin", 200 * 1024 * 1024)
-    code, rss = peak_rss_mib(["upload", str(src), "--progress", "none"])
+    code, rss, _ = peak_rss_mib(["upload", str(src), "--progress", "none"])
     assert code == 0
     assert 10 < rss < 80, f"peak RSS {rss:.0f} MiB for a 200 MiB multipart/form-data upload"
     (blob,) = emulator.store.blobs("pyrus")

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import make_file, run, sha256_file, write_config
+from tests.rss import peak_rss_mib
 from tmpup.emulator import Emulator, Fault
 from tmpup.protocols.tus import decode_metadata, encode_metadata, parse_http_date
 
@@ -325,32 +326,6 @@ def test_qlik_uses_tus_above_the_threshold(qlik_profile: str, emulator: Emulator
 
 
 # -- memory ----------------------------------------------------------------------------------------
-
-
-def peak_rss_mib(args: list[str]) -> tuple[int, float, bytes]:
-    """Run a real tmpup process; return (exit status, its own peak RSS in MiB, stdout).
-
-    The peak is the child's VmHWM, polled while it runs: `ru_maxrss` of a child started by
-    fork/vfork also counts the parent's (pytest's) pages from before the exec.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tmpup", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ)
-    )
-    out: list[bytes] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""))
-    reader.start()
-    peak = 0
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    reader.join()
-    return proc.returncode, peak / 1024, b"".join(out)
 
 
 @pytest.mark.slow

@@ -163,7 +163,7 @@ def common(fn: F) -> F:
         _STATE["debug"] = g.debug
         return fn(g=g, **kwargs)
 
-    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    del wrapper.__wrapped__
     wrapper.__signature__ = sig.replace(parameters=own + COMMON_OPTIONS)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + COMMON_OPTIONS}
     return wrapper  # type: ignore[return-value]

@@ -225,7 +225,7 @@ def load_settings(
 
     if name is None:
         table: Mapping[str, Any] = {}
-        provider = env["TMPUP_PROVIDER"]
+        provider: Any = env["TMPUP_PROVIDER"]
         where = "the environment profile (TMPUP_PROVIDER)"
         display = ENV_PROFILE_NAME
     else:

@@ -64,8 +64,9 @@ def describe_body(response: requests.Response, limit: int = 200) -> str:
     content_type = response.headers.get("Content-Type", "")
     try:
         # Error bodies are small; never read more than a bounded prefix of anything else.
-        raw = response.raw.read(4096, decode_content=True) if response.raw and not response._content_consumed else b""
-        if response._content_consumed and response._content:
+        consumed = bool(getattr(response, "_content_consumed", False))
+        raw = response.raw.read(4096, decode_content=True) if response.raw and not consumed else b""
+        if consumed and response._content:
             raw = response._content[:4096]
     except Exception:
         raw = b""
@@ -143,7 +144,7 @@ class _Session(requests.Session):
         self._debug = debug
         self.limiter = limiter
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if self.limiter is not None:
             waited = self.limiter.acquire(request.method or "GET", request.url or "")
             if waited and self._log is not None:

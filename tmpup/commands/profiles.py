@@ -69,14 +69,14 @@ def providers(rt: Runtime) -> list[dict[str, Any]]:
     from tmpup.providers import PROVIDERS, provider_class
     from tmpup.providers.base import Deletable, Describable, Downloadable, MultiUploader
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pid in PROVIDERS:
         try:
             cls = provider_class(pid)
         except ConfigError:
             continue
         resumable = bool(getattr(cls, "resumable", False))
-        row = {
+        row: dict[str, Any] = {
             "id": pid,
             "description": cls.description,
             "upload": True,
