@@ -148,6 +148,8 @@ def common(fn: F) -> F:
                 timeout = parse_duration(timeout)
             except ValueError as exc:
                 raise UsageError(f"--timeout: {exc}") from None
+            if timeout <= 0:
+                raise UsageError("--timeout must be more than 0, e.g. 30s")
         g = GlobalOptions(
             profile=values["profile"],
             config=values["config"],
@@ -475,9 +477,18 @@ def main(argv: list[str] | None = None) -> int:
 _SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
 
 
+def _click_exceptions() -> Any:
+    """click's exception module: vendored inside typer since 0.2x, the `click` package before."""
+    import importlib
+
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - older typer, which depends on click
+        return importlib.import_module("click.exceptions")
+
+
 def _run(args: list[str]) -> int:
-    from typer import exceptions as typer_exc
-    from typer._click import exceptions as click_exc
+    click_exc = _click_exceptions()
 
     code: int
     try:
@@ -493,7 +504,7 @@ def _run(args: list[str]) -> int:
         _cancel()
         _error("interrupted")
         code = int(ExitCode.INTERRUPTED)
-    except typer_exc.Abort:
+    except typer.Abort:
         _error("aborted")
         code = int(ExitCode.INTERRUPTED)
     except click_exc.UsageError as exc:
@@ -505,7 +516,7 @@ def _run(args: list[str]) -> int:
     except click_exc.ClickException as exc:
         _error(exc.format_message())
         code = exc.exit_code
-    except typer_exc.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0

@@ -400,35 +400,45 @@ def _coerce(raw: Any, spec: KeySpec, where: str) -> Any:
     if isinstance(raw, Secret):
         return raw
     try:
-        if spec.kind == "url":
-            return _check_url(raw)
-        if spec.kind == "int":
-            if isinstance(raw, bool):
-                raise ValueError("expected a whole number")
-            return int(raw)
-        if spec.kind == "size":
-            return parse_size(raw)
-        if spec.kind == "duration":
-            return parse_duration(raw)
-        if spec.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).strip().lower() in _TRUE:
-                return True
-            if str(raw).strip().lower() in _FALSE:
-                return False
-            raise ValueError("expected true or false")
-        if spec.kind == "table":
-            if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-                raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" }')
-            return dict(raw)
-        if spec.kind == "path":
-            return str(Path(str(raw)).expanduser())
-        if not isinstance(raw, (str, int)) or isinstance(raw, bool):
-            raise ValueError("expected a string")
-        return str(raw)
+        value = _convert(raw, spec)
+        if spec.positive and not value > 0:
+            raise ValueError("must be more than 0")
+        return value
     except ValueError as exc:
         raise ConfigError(f"{where}: bad value for {spec.name!r}: {exc}") from None
+
+
+def _convert(raw: Any, spec: KeySpec) -> Any:
+    if spec.kind == "url":
+        return _check_url(raw)
+    if spec.kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError("expected a whole number")
+        return int(raw)
+    if spec.kind == "size":
+        return parse_size(raw)
+    if spec.kind == "duration":
+        return parse_duration(raw)
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).strip().lower() in _TRUE:
+            return True
+        if str(raw).strip().lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if spec.kind == "table":
+        if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" }')
+        return dict(raw)
+    if spec.kind == "path":
+        path = Path(str(raw)).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a readable file")
+        return str(path)
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+        raise ValueError("expected a string")
+    return str(raw)
 
 
 def _check_url(raw: Any) -> str:
@@ -436,10 +446,11 @@ def _check_url(raw: Any) -> str:
         raise ValueError("expected a URL string")
     url = raw.strip()
     parsed = urlparse(url)
+    if "@" in parsed.netloc or (not parsed.netloc and "@" in url):
+        # Checked first, and the URL not echoed: what precedes the '@' is likely a password.
+        raise ValueError("credentials do not belong in the URL; use the profile's secret keys")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"{url!r} is not an http(s) URL")
-    if parsed.username or parsed.password:
-        raise ValueError("credentials do not belong in the URL; use the profile's secret keys")
     return url
 
 

@@ -184,23 +184,36 @@ def make_session(
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    verify: bool | str | None = None
     if options.insecure:
         import urllib3
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        session.verify = False
+        verify = False
         warn("TLS certificate verification is OFF (--insecure): anyone on the path can read and alter the transfer")
     elif options.ca_bundle:
-        session.verify = options.ca_bundle
-    session.request = _with_timeout(session.request, options.timeout)  # type: ignore[method-assign]
+        verify = options.ca_bundle
+    if verify is not None:
+        session.verify = verify
+    session.request = _with_defaults(session.request, options.timeout, verify)  # type: ignore[method-assign]
     return session
 
 
-def _with_timeout(request: Callable[..., requests.Response], timeout: float) -> Callable[..., requests.Response]:
+def _with_defaults(
+    request: Callable[..., requests.Response], timeout: float, verify: bool | str | None
+) -> Callable[..., requests.Response]:
+    """Every request gets the timeouts, and the TLS choice when one was made.
+
+    `verify` goes on each request, not only on the session: requests lets `REQUESTS_CA_BUNDLE` and
+    `CURL_CA_BUNDLE` override a session's `verify`, which would silently undo `--ca-bundle` and
+    `--insecure` on machines (CI images among them) that set those variables.
+    """
     default = (min(10.0, timeout), timeout)
 
     def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", default)
+        if verify is not None:
+            kwargs.setdefault("verify", verify)
         return request(method, url, **kwargs)
 
     return wrapped

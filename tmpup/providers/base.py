@@ -50,11 +50,14 @@ class KeySpec:
     secret: bool = False
     default: Any = None
     help: str = ""
+    positive: bool = False  # a number that must be above zero (a timeout of 0 would mean "fail at once")
 
 
 #: Keys every profile accepts, whatever its provider.
 COMMON_KEYS: tuple[KeySpec, ...] = (
-    KeySpec("timeout", "duration", default=60.0, help="seconds to wait for the server (connect and read)"),
+    KeySpec(
+        "timeout", "duration", default=60.0, positive=True, help="seconds to wait for the server (connect and read)"
+    ),
     KeySpec("retries", "int", default=5, help="retries of a failed request (network, 429, 5xx)"),
     KeySpec("ca_bundle", "path", help="a PEM file of CA certificates to trust"),
     KeySpec("insecure", "bool", default=False, help="turn TLS certificate verification off"),
