@@ -74,11 +74,21 @@ class Output:
 
     def json(self, record: Any) -> None:
         out = self.stream()
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(record, ensure_ascii=False, default=str)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A path with bytes that are not UTF-8 (surrogate escapes): \u escapes keep the line valid.
+                text = json.dumps(record, default=str)
+        out.write(text + "\n")
         out.flush()
 
     def line(self, text: str) -> None:
         out = self.stream()
+        if not text.isascii():
+            # A path with bytes that are not UTF-8 shows them as \xNN instead of failing to print.
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         out.write(text + "\n")
         out.flush()
 

@@ -91,7 +91,8 @@ class ResumeRecord:
 
 def record_key(profile: str, provider: str, path: str) -> str:
     """One record per (profile, provider, absolute path): a new upload of the same file replaces it."""
-    return hashlib.sha256(f"{profile}\0{provider}\0{path}".encode()).hexdigest()[:32]
+    # fsencode: a path may hold bytes that are not UTF-8 (they arrive as surrogate escapes).
+    return hashlib.sha256(f"{profile}\0{provider}\0".encode() + os.fsencode(path)).hexdigest()[:32]
 
 
 class StateStore:
@@ -114,7 +115,8 @@ class StateStore:
 
     def add_receipt(self, receipt: Mapping[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        line = json.dumps(receipt, ensure_ascii=False, sort_keys=False) + "\n"
+        # ASCII escapes: a path may hold bytes that are not UTF-8, which only \u escapes carry through.
+        line = json.dumps(receipt, sort_keys=False) + "\n"
         fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             # One write() of one line: concurrent appenders (a -j run, parallel cron jobs) do not interleave.
@@ -155,7 +157,7 @@ class StateStore:
         return self.uploads_dir / f"{key}.json"
 
     def save_record(self, record: ResumeRecord) -> None:
-        data = json.dumps(record.as_dict(), ensure_ascii=False, indent=2).encode("utf-8")
+        data = json.dumps(record.as_dict(), indent=2).encode("ascii")
         _write_atomic(self.record_path(record.key), data)
 
     def load_record(self, key: str) -> ResumeRecord | None:

@@ -40,10 +40,15 @@ def check_name(name: str) -> str:
     bad = next((ch for ch in name if ch in "\r\n\x00"), None)
     if bad is not None:
         raise InputError(f"the upload name {name!r} contains a control character ({bad!r})")
+    if any("\udc80" <= ch <= "\udcff" for ch in name):
+        # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
+        raise InputError(f"the upload name {name!r} is not valid UTF-8", hint="pass --name NAME")
     if "/" in name or "\\" in name:
         raise InputError(f"the upload name {name!r} contains a path separator", hint="pass a plain file name")
+    if name.strip() in (".", ".."):
+        raise InputError(f"the upload name {name!r} is not a file name", hint="pass --name NAME")
     if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
-        raise InputError(f"the upload name is longer than {MAX_NAME_LENGTH} bytes")
+        raise InputError(f"the upload name is longer than {MAX_NAME_LENGTH} bytes", hint="pass a shorter --name")
     return name
 
 
@@ -109,7 +114,7 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
     source: Source | None = None
     try:
         source = open_source(arg, spool_dir=rt.state.spool_dir)
-        name = check_name(request.name) if request.name else source.default_name
+        name = check_name(request.name or source.default_name)
         options = _options(rt, request, name)
         if request.limit_rate:
             source.throttle = Throttle(request.limit_rate)
