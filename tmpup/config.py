@@ -12,6 +12,7 @@ is set > the file's `default_profile` > the only profile of the file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -136,9 +137,11 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
             raise ConfigError(f"config file {where} does not exist", hint="create it or fix --config")
         return ConfigFile(where, False, {}, "")
     try:
-        raw = where.read_bytes()
+        raw = _read_bounded(where, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from exc
+    if raw is None:
+        raise ConfigError(f"config file {where} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
@@ -155,7 +158,23 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
     profiles = data.get("profiles", {})
     if not isinstance(profiles, Mapping) or any(not isinstance(v, Mapping) for v in profiles.values()):
         raise ConfigError(f"{where}: 'profiles' must hold tables, e.g. [profiles.work]")
+    default = data.get("default_profile")
+    if default is not None and (not isinstance(default, str) or not default):
+        raise ConfigError(f"{where}: default_profile must be a profile name (a non-empty string)")
     return ConfigFile(where, True, data, text)
+
+
+#: Bounds on what tmpup reads as configuration: a config path pointing at /dev/zero or a huge file
+#: must be an error, not an exhausted memory.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def _read_bounded(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than `limit` (reads at most limit + 1 bytes)."""
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    return None if len(data) > limit else data
 
 
 def provider_keys(provider_id: str) -> tuple[KeySpec, ...]:
@@ -221,6 +240,7 @@ def load_settings(
     env = os.environ if env is None else env
     options = {k: v for k, v in (options or {}).items() if v is not None}
     cfg = load_config_file(config_path, env, explicit=config_path is not None)
+    _warn_if_exposed(cfg, warn)
     name = select_profile(cfg, profile, env)
 
     if name is None:
@@ -256,7 +276,7 @@ def load_settings(
         line = cfg.line_of(name, key)
         return f"{cfg.path}" + (f":{line}" if line else "") + f" profile {name!r}"
 
-    profile_values = _profile_values(table, specs, key_where, env, cfg, name, warn)
+    profile_values = _profile_values(table, specs, key_where, env)
     env_values = _env_values(specs, env)
 
     values: dict[str, Any] = {}
@@ -310,12 +330,8 @@ def _profile_values(
     specs: Mapping[str, KeySpec],
     key_where: Callable[[str], str],
     env: Mapping[str, str],
-    cfg: ConfigFile,
-    name: str | None,
-    warn: Callable[[str], None],
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    literal_secret = False
     for key, raw in table.items():
         if key == "provider":
             continue
@@ -340,25 +356,51 @@ def _profile_values(
                     f"{key_where(key)}: {key} names the environment variable {raw}, which is not set",
                     hint=f"export {raw}=... before running tmpup",
                 )
-            values[base] = Secret(env[raw])
+            values[base] = _secret(env[raw], f"{key_where(key)}: the environment variable {raw} ({key})")
         elif form == "file":
-            values[base] = Secret(_read_secret_file(raw, f"{key_where(key)}: {key}"))
+            values[base] = _read_secret_file(raw, f"{key_where(key)}: {key}")
         else:
             if spec.secret:
                 if not isinstance(raw, str):
                     raise ConfigError(f"{key_where(key)}: {key} must be a string")
-                literal_secret = True
-                values[base] = Secret(raw)
+                values[base] = _secret(raw, f"{key_where(key)}: {key}")
             else:
                 values[base] = raw
-    if literal_secret and cfg.exists and os.name == "posix":
-        mode = cfg.path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warn(
-                f"{cfg.path} holds a literal secret (profile {name!r}) and is readable by others "
-                f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {cfg.path}"
-            )
     return values
+
+
+def _warn_if_exposed(cfg: ConfigFile, warn: Callable[[str], None]) -> None:
+    """Warn when the file holds a literal secret (in any profile) and others may read it."""
+    if not cfg.exists or os.name != "posix":
+        return
+    exposed = []
+    for name, table in cfg.profiles.items():
+        provider = table.get("provider")
+        if not isinstance(provider, str) or provider not in known_provider_ids():
+            continue
+        secret_keys = {spec.name for spec in provider_keys(provider) if spec.secret}
+        if secret_keys & set(table):
+            exposed.append(name)
+    if not exposed:
+        return
+    mode = cfg.path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        which = ", ".join(repr(n) for n in exposed)
+        warn(
+            f"{cfg.path} holds a literal secret (profile {which}) and is readable by others "
+            f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {cfg.path}"
+        )
+
+
+def _secret(value: str, where: str) -> Secret:
+    """A credential as given; refuse what no HTTP header could carry, without echoing it."""
+    if not value:
+        raise ConfigError(f"{where} is empty")
+    bad = next((ch for ch in value if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        what = "a line break" if bad in "\r\n" else "a control character"
+        raise ConfigError(f"{where} contains {what}", hint="check how the secret was stored (a stray newline?)")
+    return Secret(value)
 
 
 def _env_values(specs: Mapping[str, KeySpec], env: Mapping[str, str]) -> dict[str, Any]:
@@ -367,28 +409,32 @@ def _env_values(specs: Mapping[str, KeySpec], env: Mapping[str, str]) -> dict[st
         env_name = f"{ENV_PREFIX}{key.upper()}"
         if spec.secret:
             if env.get(env_name):
-                values[key] = Secret(env[env_name])
+                values[key] = _secret(env[env_name], env_name)
             elif env.get(env_name + "_FILE"):
-                values[key] = Secret(_read_secret_file(env[env_name + "_FILE"], f"{env_name}_FILE"))
+                values[key] = _read_secret_file(env[env_name + "_FILE"], f"{env_name}_FILE")
         elif env.get(env_name):
             values[key] = env[env_name]
     return values
 
 
-def _read_secret_file(raw: Any, where: str) -> str:
+def _read_secret_file(raw: Any, where: str) -> Secret:
     if not isinstance(raw, str) or not raw:
         raise ConfigError(f"{where} must be a file path")
     path = Path(raw).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = _read_bounded(path, MAX_SECRET_BYTES)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+    if data is None:
+        raise ConfigError(f"{where}: {path} is larger than {MAX_SECRET_BYTES // 1024} KiB; is it the right file?")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
     value = text.strip("\r\n")
     if not value:
         raise ConfigError(f"{where}: {path} is empty")
-    return value
+    return _secret(value, f"{where} ({path})")
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -412,9 +458,12 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
     if spec.kind == "url":
         return _check_url(raw)
     if spec.kind == "int":
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError("expected a whole number")
-        return int(raw)
+        number = int(raw)
+        if number < 0:
+            raise ValueError("cannot be negative")
+        return number
     if spec.kind == "size":
         return parse_size(raw)
     if spec.kind == "duration":
@@ -428,8 +477,13 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
             return False
         raise ValueError("expected true or false")
     if spec.kind == "table":
+        if isinstance(raw, str):  # from the environment (TMPUP_HEADERS): a JSON object
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise ValueError('expected a JSON object of strings, e.g. {"X-Foo": "bar"}') from None
         if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-            raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" }')
+            raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" } (TMPUP_HEADERS: JSON)')
         return dict(raw)
     if spec.kind == "path":
         path = Path(str(raw)).expanduser()

@@ -145,6 +145,10 @@ def error_for_status(
     elif status == 429 or status >= 500 or status in (408, 423):
         cls = TransientError
         hint = hint or "the service is busy or failing; try again later"
+    elif 300 <= status < 400:
+        # tmpup does not send an upload on to a redirect's target; the profile should name the real API.
+        cls = ConfigError
+        hint = hint or "the server redirects this request; set the profile's url to the address it redirects to"
     else:
         cls = TmpupError
     return cls(message, status=status, provider=provider, url=url, hint=hint)

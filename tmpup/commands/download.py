@@ -35,6 +35,7 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
         raise provider.unsupported("download", _why_no_download(provider.id))
     if not request.id.strip():
         raise UsageError("the id is empty")
+    provider.check_download_id(request.id)
     if request.output == "-":
         if request.resume:
             raise UsageError("--continue cannot be used with -o - (stdout)")
@@ -60,7 +61,7 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
     if remote.offset != offset:
         rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
         offset = remote.offset
-    return _write(rt, remote, target, part, offset)
+    return _write(rt, remote, target, part, offset, request.id)
 
 
 def _why_no_download(provider_id: str) -> str:
@@ -94,7 +95,9 @@ def _check_targets(target: Path, part: Path, request: DownloadRequest) -> None:
         raise InputError(f"{target.parent} is not a directory")
 
 
-def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int) -> dict[str, Any]:
+def _write(
+    rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int, download_id: str
+) -> dict[str, Any]:
     task = rt.progress.task(target.name, remote.size, completed=offset)
     written = offset
     rt.progress.start()
@@ -112,9 +115,11 @@ def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: in
                 os.fsync(fh.fileno())
         except OSError as exc:
             task.finish(ok=False)
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                # The disk (or a quota, or a file-size limit) is full: the .part keeps what arrived.
+                why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or "no space").lower()
                 raise TransientError(
-                    f"the disk is full writing {part} ({written} bytes so far)",
+                    f"{why} writing {part} ({written} bytes so far)",
                     hint="free some space, then run the same command with --continue",
                 ) from None
             raise InputError(f"cannot write {part}: {exc.strerror or exc}") from None
@@ -133,7 +138,7 @@ def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: in
     finally:
         rt.progress.stop()
     os.replace(part, target)
-    record = {"id": None, "file": str(target), "size": written, "resumed": offset > 0}
+    record = {"id": download_id, "file": str(target), "size": written, "resumed": offset > 0}
     rt.output.result(record, "file")
     return record
 

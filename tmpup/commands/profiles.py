@@ -75,7 +75,7 @@ def providers(rt: Runtime) -> list[dict[str, Any]]:
             cls = provider_class(pid)
         except ConfigError:
             continue
-        resumable = bool(getattr(cls, "resumable", False))
+        resumable = cls.resumable
         row: dict[str, Any] = {
             "id": pid,
             "description": cls.description,

@@ -153,6 +153,8 @@ class Provider(abc.ABC):
     keys: ClassVar[tuple[KeySpec, ...]] = ()
     #: Which result field a user pastes next (printed in human mode).
     handle: ClassVar[Literal["id", "token", "url"]] = "id"
+    #: Whether interrupted uploads continue where they stopped (tus), so `tmpup resume` applies.
+    resumable: ClassVar[bool] = False
     #: Documented per-provider request budget (requests, per seconds) for client-side pacing of all requests;
     #: `rate_rules` refines it per method and path (first match wins, before `rate_limit`).
     rate_limit: ClassVar[tuple[int, float] | None] = None
@@ -177,6 +179,10 @@ class Provider(abc.ABC):
 
     def check_options(self, options: UploadOptions) -> None:
         """Refuse options this API cannot take (e.g. a TTL out of range) before anything is read or sent."""
+        return None
+
+    def check_download_id(self, id: str) -> None:
+        """Refuse an id this API cannot download by, before anything local is looked at or written."""
         return None
 
     def check(self) -> str:
@@ -213,6 +219,10 @@ class Provider(abc.ABC):
         method = request.method if request is not None else "?"
         url = redact_url(response.url)
         message = f"{self.id}: {method} {url} answered {response.status_code} {response.reason or ''}".rstrip()
+        if 300 <= response.status_code < 400 and response.headers.get("Location"):
+            from urllib.parse import urljoin
+
+            detail = f"a redirect to {redact_url(urljoin(response.url, response.headers['Location']))}"
         if detail:
             message = f"{message}: {detail}"
         err = error_for_status(response.status_code, message, provider=self.id, url=url)
@@ -256,6 +266,19 @@ class Provider(abc.ABC):
             ) from exc
         except requests.exceptions.InvalidURL as exc:
             raise InputError(f"{self.id}: invalid URL during {what}: {_short(exc)}") from exc
+        except requests.exceptions.TooManyRedirects as exc:
+            raise ConfigError(
+                f"{self.id}: {what} failed: the server redirects in a loop",
+                hint="check the profile's url",
+                provider=self.id,
+            ) from exc
+        except requests.exceptions.InvalidHeader:
+            # requests' message quotes the header's value, which may be a credential: never show it.
+            raise ConfigError(
+                f"{self.id}: {what} failed: a header value is not valid (a line break in a credential?)",
+                hint="check the profile's secrets and headers",
+                provider=self.id,
+            ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             url = redact_url(exc.request.url) if exc.request is not None and exc.request.url else ""
             raise TransientError(

@@ -24,7 +24,7 @@ import mimetypes
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import IntegrityError, TmpupError, UsageError
+from tmpup.errors import IntegrityError, NotFoundError, TmpupError, UsageError
 from tmpup.protocols.multipart import MultipartBody, Part, header_params
 from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.providers.download import open_ranged_download
@@ -173,8 +173,27 @@ class EnterpriseTesterProvider(Provider):
     # -- info / download ------------------------------------------------------------------------
 
     def info(self, id: str) -> Info:
-        if not id.strip():
+        """A set's attachments by set id; or, for an attachment id tmpup uploaded, that attachment.
+
+        Human output of an upload is the attachment id, so `tmpup info "$(tmpup upload f)"` must work:
+        the receipt knows the attachment's set, and the set's list has the attachment.
+        """
+        id = id.strip()
+        if not id:
             raise UsageError("the set id is empty")
+        receipt = self.env.state.find_receipt(id, self.id)
+        if receipt and receipt.get("id") == id and receipt.get("set_id"):
+            listing = self._list_set(str(receipt["set_id"]))
+            item = next((i for i in listing.fields["items"] if i["id"] == id), None)
+            if item is None:
+                raise NotFoundError(
+                    f"enterprise-tester: attachment {id} is no longer in its set {receipt['set_id']}",
+                    provider=self.id,
+                )
+            return Info(id, {**item, "set_id": receipt["set_id"]})
+        return self._list_set(id)
+
+    def _list_set(self, id: str) -> Info:
         with self.transport_errors("info"):
             response = self.env.retrier.send(
                 lambda: self.env.session.get(self.set_url(id), headers=self._headers()), what="info"

@@ -227,7 +227,7 @@ class PyrusProvider(Provider):
 
     # -- download -------------------------------------------------------------------------------
 
-    def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
+    def check_download_id(self, id: str) -> None:
         id = id.strip()
         if _GUID.fullmatch(id):
             raise self.unsupported(
@@ -237,6 +237,10 @@ class PyrusProvider(Provider):
             )
         if not _NUMERIC_ID.fullmatch(id):
             raise UsageError(f"pyrus: {id!r} is not a numeric attachment id (e.g. 1334)")
+
+    def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
+        self.check_download_id(id)
+        id = id.strip()
 
         token, files = self._authenticate()
         try:
