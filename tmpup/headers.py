@@ -59,6 +59,19 @@ def parse_content_disposition(value: str | None) -> str | None:
     return name or None
 
 
+#: Format characters that can disguise a name ("report\u202etxt.exe" shows as "reportexe.txt") or are
+#: invisible noise. Other format characters stay: the zero-width (non-)joiners belong to the spelling
+#: of Persian and other scripts, and to emoji sequences.
+_DISGUISING = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+
+def _keep(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ch not in _DISGUISING
+    return category[0] != "C"  # Cc controls, Cs surrogates, Co private use, Cn unassigned
+
+
 def safe_filename(name: str | None, fallback: str = "download") -> str:
     """A server-supplied name reduced to a safe base name.
 
@@ -69,7 +82,7 @@ def safe_filename(name: str | None, fallback: str = "download") -> str:
         return fallback
     name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = "".join(ch for ch in name if _keep(ch))
     name = name.strip().lstrip(".").rstrip(". ")
     name = name.strip()
     if not name or name in {".", ".."}:
