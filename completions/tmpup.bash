@@ -25,7 +25,7 @@ _tmpup() {
         esac
     done
     case "$prev" in
-        --chunk-size|--host|--jobs|--limit-rate|--name|--port|--retries|--timeout|--ttl|-j) return ;;
+        --cert|--chunk-size|--et-password|--et-username|--host|--idle-timeout|--jobs|--key|--kf5-api-token|--kf5-email|--kf5-password|--limit-rate|--max-size|--name|--port|--pyrus-login|--pyrus-security-key|--qlik-token|--retries|--thulium-password|--thulium-username|--timeout|--ttl|--tus-token|-j) return ;;
         --progress) COMPREPLY=($(compgen -W "auto bar lines json none" -- "$cur")); return ;;
         --profile|-p) COMPREPLY=($(compgen -W "$(_tmpup_profiles)" -- "$cur")); return ;;
         --ca-bundle|--config|--output|-o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -39,7 +39,7 @@ _tmpup() {
         "delete") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
         "resume") COMPREPLY=($(compgen -W "--all --list --clean --progress --profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")); [[ "$cur" != -* ]] && COMPREPLY+=($(compgen -f -- "$cur")) ;;
         "providers") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
-        "serve") COMPREPLY=($(compgen -W "--host --port --data-dir --access-log --help -h" -- "$cur")) ;;
+        "serve") COMPREPLY=($(compgen -W "--host --port --data-dir --access-log --cert --key --max-size --idle-timeout --qlik-token --tus-token --thulium-username --thulium-password --pyrus-login --pyrus-security-key --kf5-email --kf5-password --kf5-api-token --et-username --et-password --help -h" -- "$cur")) ;;
         "profiles") COMPREPLY=($(compgen -W "list show check --help -h" -- "$cur")) ;;
         "profiles list") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
         "profiles show") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")); [[ "$cur" != -* ]] && COMPREPLY+=($(compgen -W "$(_tmpup_profiles)" -- "$cur")) ;;

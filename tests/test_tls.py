@@ -1,0 +1,164 @@
+"""TLS end to end: tmpup against the emulator serving HTTPS with a private CA made by trustme.
+
+Every case runs twice: with `REQUESTS_CA_BUNDLE` and `CURL_CA_BUNDLE` set to a public bundle (as
+on this machine and in CI; that bundle does not hold the test CA) and with both unset. requests
+lets those variables override a session's `verify`, so passing in both modes proves that
+`--ca-bundle`, a profile's `ca_bundle` and `--insecure` win over them, and that without the CA
+the upload fails closed either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.conftest import Result, make_file, run, run_process, sha256_file, write_config
+from tmpup.emulator import Emulator
+
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_pem(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def https_emulator(ca: trustme.CA) -> Iterator[Emulator]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with Emulator(ssl_context=context) as emu:
+        yield emu
+
+
+@pytest.fixture(params=["ca-variables-set", "ca-variables-unset"], autouse=True)
+def ca_variables(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both modes; "set" keeps the environment's values, or points them at certifi's public bundle."""
+    if request.param == "ca-variables-set":
+        import certifi
+
+        for name in CA_VARIABLES:
+            monkeypatch.setenv(name, os.environ.get(name) or certifi.where())
+    else:
+        for name in CA_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+    return str(request.param)
+
+
+def qlik_profile(emu: Emulator, config_path: Path, extra: str = "") -> None:
+    secret = config_path.parent / "qlik-token"
+    secret.write_text(emu.credentials.qlik_token + "\n")
+    write_config(
+        config_path,
+        f"""
+        default_profile = "q"
+
+        [profiles.q]
+        provider = "qlik"
+        url = "{emu.mount_url("qlik")}"
+        token_file = "{secret}"
+        retries = 1
+        {extra}
+        """,
+    )
+
+
+def uploaded(result: Result, emu: Emulator, src: Path) -> dict[str, Any]:
+    """The JSON record of a successful upload whose bytes arrived exactly."""
+    assert result.code == 0, result.err
+    (line,) = result.lines
+    record: dict[str, Any] = json.loads(line)
+    assert emu.blob_sha256("qlik", record["id"]) == sha256_file(src)
+    return record
+
+
+def assert_one_error_line(result: Result) -> str:
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("tmpup: error: ")
+    assert "Traceback" not in result.err
+    assert result.out == ""
+    return lines[0]
+
+
+def test_the_emulator_url_is_https(https_emulator: Emulator) -> None:
+    assert https_emulator.url == f"https://127.0.0.1:{https_emulator.port}"
+    assert https_emulator.mount_url("qlik").startswith("https://")
+    assert https_emulator.banner()[0].startswith(f"tmpup emulator listening on {https_emulator.url}")
+
+
+@pytest.mark.parametrize("mode", ["raw", "resumable"])
+def test_upload_with_ca_bundle_option(
+    https_emulator: Emulator, config_path: Path, ca_pem: Path, tmp_path: Path, mode: str
+) -> None:
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 3 * 1024 * 1024 + 11)
+    extra = ["--resumable", "--chunk-size", "1M"] if mode == "resumable" else []
+    result = run("upload", str(src), "--json", "--progress", "none", "--ca-bundle", str(ca_pem), *extra)
+    uploaded(result, https_emulator, src)
+    assert result.err == ""
+
+
+def test_upload_with_ca_bundle_in_the_profile(
+    https_emulator: Emulator, config_path: Path, ca_pem: Path, tmp_path: Path
+) -> None:
+    qlik_profile(https_emulator, config_path, f'ca_bundle = "{ca_pem}"')
+    src = make_file(tmp_path / "data.bin", 4096)
+    uploaded(run("upload", str(src), "--json", "--progress", "none"), https_emulator, src)
+
+
+def test_the_real_program_with_ca_bundle(
+    https_emulator: Emulator, config_path: Path, ca_pem: Path, tmp_path: Path
+) -> None:
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 100_000)
+    result = run_process("upload", str(src), "--json", "--progress", "none", "--ca-bundle", str(ca_pem))
+    uploaded(result, https_emulator, src)
+    assert result.err == ""
+
+
+@pytest.mark.parametrize("runner", [run, run_process], ids=["in-process", "process"])
+def test_without_the_ca_the_upload_fails_closed(
+    https_emulator: Emulator, config_path: Path, tmp_path: Path, runner: Any
+) -> None:
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 4096)
+    result = runner("upload", str(src), "--progress", "none")
+    assert result.code == 10  # TransientError, as providers/base.py maps an SSLError
+    line = assert_one_error_line(result)
+    assert "certificate" in line and "--ca-bundle" in line
+    assert https_emulator.store.blobs("qlik") == []  # nothing was uploaded
+
+
+def test_insecure_uploads_and_warns(https_emulator: Emulator, config_path: Path, tmp_path: Path) -> None:
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 70_000)
+    result = run("upload", str(src), "--json", "--progress", "none", "--insecure")
+    uploaded(result, https_emulator, src)
+    assert "--insecure" in result.err and "verification is OFF" in result.err
+    assert "Traceback" not in result.err and "InsecureRequestWarning" not in result.err
+
+
+def test_a_missing_ca_bundle_is_a_configuration_error(
+    https_emulator: Emulator, config_path: Path, tmp_path: Path
+) -> None:
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 10)
+    result = run("upload", str(src), "--progress", "none", "--ca-bundle", str(tmp_path / "nonexistent.pem"))
+    assert result.code == 3
+    assert "nonexistent.pem" in assert_one_error_line(result)
+    assert https_emulator.store.blobs("qlik") == []
