@@ -110,3 +110,77 @@ def test_json_events(capsys: pytest.CaptureFixture[str]) -> None:
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert events[0] == {**events[0], "event": "start", "name": "a.txt", "bytes": 0, "total": 10}
     assert events[-1]["event"] == "done" and events[-1]["bytes"] == 10
+
+
+def test_json_total_events_count_files_and_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = JsonProgress(lambda: sys.stderr, interval=3600)
+    progress.add_total(3, 30)
+    tasks = [progress.task(f"f{i}", 10) for i in range(3)]
+    tasks[0].advance(10)
+    tasks[0].finish()
+    tasks[1].advance(4)
+    tasks[1].finish(ok=False)  # its 6 unsent bytes leave the total
+    tasks[2].set_completed(5)
+    tasks[2].set_completed(0)  # a retry starts over
+    tasks[2].advance(10)
+    tasks[2].finish()
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    totals = [e for e in events if e["event"] == "total"]
+    assert all("name" not in e for e in totals)  # readers picking files' events by name see no change
+    assert [(e["files_done"], e["files_failed"], e["bytes"], e["total"]) for e in totals] == [
+        (0, 0, 0, 30),
+        (1, 0, 10, 30),
+        (1, 1, 14, 24),
+        (2, 1, 24, 24),
+    ]
+    assert [e["event"] for e in events if e["event"] != "total"] == ["start"] * 3 + ["done", "failed", "done"]
+
+
+def test_lines_total_only_for_long_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = [0.0]
+    lines = LinesProgress(lambda: sys.stderr, interval=10, clock=lambda: clock[0])
+    lines.add_total(2, 200)
+    first, second = lines.task("a.bin", 100), lines.task("b.bin", 100)
+    first.advance(100)
+    first.finish()
+    assert capsys.readouterr().err == ""  # short so far: nothing
+    clock[0] += 11
+    second.advance(50)
+    assert "total: 1 of 2 files, 150 B of 200 B" in capsys.readouterr().err
+    clock[0] += 11
+    second.advance(50)
+    second.finish()
+    err = capsys.readouterr().err
+    assert "total: 2 of 2 files" in err and "done in" in err
+
+
+def test_rich_total_keeps_only_active_rows() -> None:
+    from tmpup.progress import RichProgress
+
+    progress = RichProgress()  # never started: nothing is drawn, the rows are still kept
+    progress.add_total(50, 50 * 10)
+    active = progress.task("active", 10)
+    for i in range(49):
+        task = progress.task(f"f{i}", 10)
+        task.advance(10)
+        task.finish(ok=i != 7)
+        task.advance(1)  # late updates of a finished file are ignored
+        assert len(progress.bar.tasks) == 2  # the total and the one still running
+    (total, row) = progress.bar.tasks
+    assert total.description == "total 49/50 files, 1 failed" and row.description == "active"
+    assert total.completed == 490 and total.total == 500
+    active.advance(10)
+    active.finish()
+    (total,) = progress.bar.tasks
+    assert total.description == "total 50/50 files, 1 failed" and total.completed == total.total == 500
+
+
+def test_rich_single_file_keeps_its_row() -> None:
+    from tmpup.progress import RichProgress
+
+    progress = RichProgress()
+    task = progress.task("one.bin", 10)
+    task.advance(10)
+    task.finish(ok=False)
+    (row,) = progress.bar.tasks
+    assert row.description == "✗ one.bin" and row.completed == 10

@@ -6,16 +6,19 @@ fault is cleared, so the upload fails (exit 10) after its retries with the recor
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import shlex
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import make_file, run, sha256_file, write_config
-from tests.test_tus_client import MIB, assert_clean, records, tus_profile
+from tests.test_tus_client import MIB, assert_clean, records, tus_profile, upload_id
 from tmpup.emulator import Emulator, Fault
 
 __all__ = ["tus_profile"]  # a fixture, imported for this module's tests
@@ -133,8 +136,49 @@ def test_upload_resumes_by_itself_and_qlik_takes_tus_for_a_small_file_with_a_rec
     result = json.loads(again.out)
     assert result["resumed"] is True and result["upload_url"] == row["upload_url"]
     assert result["id"] == row["upload_url"].rsplit("/", 1)[-1]
+    # no TTL asked for this time: the upload keeps its own, and the result says which and until when
+    assert result["ttl"] == 7200 and _when(result["expires_at"]) == _when(row["expires_at"])
     assert emulator.blob_sha256("qlik", result["id"]) == sha256_file(src)
     assert_clean(state_dir)
+
+
+def _when(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(microsecond=0)
+
+
+@pytest.mark.parametrize("how", ["--ttl", "TMPUP_TTL"])
+def test_another_ttl_starts_a_new_qlik_upload(
+    qlik_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path, how: str
+) -> None:
+    src = make_file(tmp_path / "f.bin", 2 * MIB)
+    row = interrupted(emulator, "qlik", src, "--resumable", "--ttl", "2h")
+    if how == "--ttl":
+        again = run("upload", str(src), "--json", "--progress", "none", "--ttl", "3h")
+    else:
+        again = run("upload", str(src), "--json", "--progress", "none", env={"TMPUP_TTL": "3h"})
+    assert again.code == 0, again.err
+    (why,) = [line for line in again.err.splitlines() if "starting a new upload" in line]
+    assert "TTL of 2h, not the 3h asked for" in why
+    result = json.loads(again.out)
+    assert result["resumed"] is False and result["upload_url"] != row["upload_url"]
+    assert result["ttl"] == 10800
+    lifetime = _when(result["expires_at"]) - _when(result["uploaded_at"])
+    assert dt.timedelta(hours=3) - dt.timedelta(seconds=5) <= lifetime <= dt.timedelta(hours=3)
+    assert emulator.store.find("qlik", result["id"]).ttl == 10800
+    assert emulator.blob_sha256("qlik", result["id"]) == sha256_file(src)
+    assert_clean(state_dir)
+
+
+def test_resume_keeps_the_ttl_the_upload_was_created_with(
+    qlik_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", MIB)
+    row = interrupted(emulator, "qlik", src, "--resumable", "--ttl", "90m")
+    done = run("resume", str(src), "--json", "--progress", "none")
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
+    assert result["resumed"] is True and result["id"] == upload_id(row["upload_url"])
+    assert result["ttl"] == 5400 and _when(result["expires_at"]) == _when(row["expires_at"])
 
 
 def test_resume_all_reports_each_failure(tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path) -> None:
@@ -180,6 +224,101 @@ def test_clean_removes_dead_records_only(tus_profile: str, emulator: Emulator, s
     assert sorted(r["reason"] for r in report["records"]) == ["expired", "file changed", "file missing"]
     assert [r["name"] for r in records(state_dir)] == ["alive.bin"]
     assert sorted(p.suffix for p in (state_dir / "uploads").iterdir()) == [".json", ".lock"]
+
+
+def test_uploading_is_the_locks_answer_not_a_pid(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    from tmpup.state import StateStore
+
+    src = make_file(tmp_path / "f.bin", 1000)
+    row = interrupted(emulator, "tus", src)
+    lock = state_dir / "uploads" / f"{row['key']}.lock"
+
+    def state() -> str:
+        (listed,) = run("resume", "--list", "--json").lines
+        return str(json.loads(listed)["state"])
+
+    lock.write_text(str(os.getppid()))  # a live process, as a reused pid would be, holding nothing
+    assert state() == "resumable"
+    with StateStore(state_dir).lock(row["key"], "f.bin"):  # held, by this very process
+        assert state() == "uploading"
+        assert "uploading" in run("resume", "--list").out
+    assert state() == "resumable"
+
+
+def test_clean_and_saves_sweep_what_killed_processes_left(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    from tmpup.state import StateStore
+
+    src = make_file(tmp_path / "f.bin", 1000)
+    row = interrupted(emulator, "tus", src)
+    uploads = state_dir / "uploads"
+    old = time.time() - 3600
+
+    def leftover(name: str, age: float | None = old) -> Path:
+        path = uploads / name
+        path.write_text("{")
+        if age is not None:
+            os.utime(path, (age, age))
+        return path
+
+    # the next save of a record sweeps the temp files an earlier, killed writer of it left
+    mine = leftover(f".{row['key']}.json.k1ll3d")
+    store = StateStore(state_dir)
+    record = store.load_record(row["key"])
+    assert record is not None
+    store.save_record(record)
+    assert not mine.exists()
+
+    # --clean sweeps old temp files and locks without a record that nobody holds; fresh ones stay
+    stale = leftover(".0123abcd.json.x1y2z3")
+    fresh = leftover(".4567cdef.json.a1b2c3", age=None)  # perhaps being written right now
+    orphan = leftover("89abcdef.lock")
+    held = leftover("fedcba98.lock")
+    with store.lock("fedcba98", "held"):
+        cleaned = run("resume", "--clean", "--json")
+    assert cleaned.code == 0, cleaned.err
+    report = json.loads(cleaned.out)
+    assert report["removed"] == 0 and sorted(report["stray_files"]) == sorted([stale.name, orphan.name])
+    assert not stale.exists() and not orphan.exists() and fresh.exists() and held.exists()
+    assert [r["key"] for r in records(state_dir)] == [row["key"]]
+    leftover(".0123abcd.json.again")
+    human = run("resume", "--clean")  # that one, and the lock nobody holds any more
+    assert human.code == 0 and "removed 2 file(s) left in" in human.err and "by killed processes" in human.err
+    assert not held.exists()
+
+
+def test_a_file_name_that_is_not_utf8_uploads_and_resumes_under_name(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / os.fsdecode(b"bad\xff.bin"), 2 * MIB)
+    refused = run("upload", str(src), "--progress", "none")
+    assert refused.code == 7 and "not valid UTF-8" in refused.err
+
+    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
+    failed = run("upload", str(src), "--name", "ok.bin", "--progress", "none")
+    assert failed.code == 10, failed.err
+    emulator.faults.clear()
+    (record,) = records(state_dir)
+    assert record["file"]["path"] == str(src.resolve()) and record["name"] == "ok.bin"
+    # messages show the byte as '?', a different file: the printed command names the record instead
+    assert f"continue it with: tmpup resume {record['key']}" in failed.err
+
+    (listed,) = run("resume", "--list", "--json").lines
+    row = json.loads(listed)
+    assert row["file"] == str(src.resolve()) and row["name"] == "ok.bin" and row["state"] == "resumable"
+    table = run("resume", "--list")
+    assert table.code == 0 and "bad\\xff.bin" in table.out and table.out.rstrip().endswith("resumable")
+
+    done = run("resume", str(src), "--json", "--progress", "none")  # as a shell glob would pass it
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
+    assert result["resumed"] is True and result["name"] == "ok.bin" and result["file"] == str(src.resolve())
+    assert emulator.store.find("tus", result["id"]).name == "ok.bin"
+    assert emulator.blob_sha256("tus", result["id"]) == sha256_file(src)
+    assert_clean(state_dir)
 
 
 def test_resume_on_a_profile_that_is_gone(

@@ -256,18 +256,95 @@ def test_409_realigns_with_the_server(tus_profile: str, emulator: Emulator, stat
     src = make_file(tmp_path / "f.bin", 2 * MIB)
     emulator.faults.add(Fault(provider="tus", method="PATCH", delay=1.0, times=1))
     head = src.read_bytes()[:1000]
+    intruded: list[object] = []  # the intruder's status, or its failure: asserted below, not in the thread
 
     def intruder() -> None:
-        wait_until(lambda: len(records(state_dir)) == 1, "the record")
-        url = records(state_dir)[0]["upload_url"]
-        headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
-        assert requests.patch(url, data=head, headers=headers).status_code == 204
+        try:
+            # Only once our PATCH is the one being held (the fault used up), so it must be the one to conflict.
+            wait_until(lambda: emulator.faults.active() == [], "our PATCH to be held")
+            url = records(state_dir)[0]["upload_url"]
+            headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+            intruded.append(requests.patch(url, data=head, headers=headers).status_code)
+        except BaseException as exc:  # reported by the test itself, after join()
+            intruded.append(exc)
 
     thread = threading.Thread(target=intruder)
     thread.start()
-    record = upload_json(str(src))
+    result = run("upload", str(src), "--json", "--progress", "none", "--debug")
     thread.join()
+    assert intruded == [204]
+    assert result.code == 0, result.err
+    log = result.err.splitlines()
+    conflict = next(i for i, line in enumerate(log) if line.startswith("tmpup: < 409 "))
+    after = log[conflict:]
+    assert any(line.startswith("tmpup: > HEAD ") for line in after)
+    assert "tmpup: >   Upload-Offset: 1000" in after  # the next PATCH starts where the intruder left it
+    record = json.loads(result.out)
     assert emulator.blob_sha256("tus", record["id"]) == sha256_file(src)
+
+
+def test_credentials_never_go_to_another_origin(config_path: Path, state_dir: Path, tmp_path: Path) -> None:
+    """A Location on another origin gets neither the Bearer token nor the profile's extra headers."""
+    from tmpup.emulator import Credentials
+    from tmpup.emulator.tus import TusMount
+
+    seen: list[tuple[str, str, dict[str, str]]] = []  # (method, host, lower-cased headers) as the server got them
+
+    class StorageHost(TusMount):
+        """Creation needs the token; uploads live on another origin (this server named `localhost`)
+        which, like capability URLs (Vimeo's tus links), needs none, unless `open_storage` is off."""
+
+        open_storage = True
+
+        def authenticate(self, request: Any, endpoint: str) -> Any:
+            host = request.host.rsplit(":", 1)[0]
+            seen.append((request.method, host, {k.lower(): v for k, v in request.headers.items()}))
+            if host == "localhost" and self.open_storage:
+                return None
+            return super().authenticate(request, endpoint)
+
+    with Emulator(credentials=Credentials(tus_token="tok-SECRET"), mounts=[StorageHost]) as emu:
+        mount = emu.mounts["tus"]
+        assert isinstance(mount, StorageHost)
+        mount.tus.upload_base = f"http://localhost:{emu.port}/tus/files/"
+        secret = tmp_path / "token"
+        secret.write_text("tok-SECRET\n")
+        write_config(
+            config_path,
+            f"""
+            [profiles.t]
+            provider = "tus"
+            url = "{emu.mount_url("tus")}"
+            token_file = "{secret}"
+            headers = {{ X-Api-Key = "hdr-SECRET" }}
+            retries = 1
+            """,
+        )
+        src = make_file(tmp_path / "f.bin", 3 * MIB)
+        result = run("upload", str(src), "--json", "--progress", "none")
+        assert result.code == 0, result.err
+        record = json.loads(result.out)
+        assert record["url"].startswith(f"http://localhost:{emu.port}/tus/files/")
+        assert emu.blob_sha256("tus", record["id"]) == sha256_file(src)
+        (warning,) = [line for line in result.err.splitlines() if "not sent there" in line]
+        assert warning.startswith("tmpup: warning: ") and f"http://127.0.0.1:{emu.port}" in warning
+        assert "SECRET" not in result.err
+
+        # info and delete by the foreign URL withhold them too
+        assert run("info", record["url"], "--json").code == 0
+        assert run("delete", record["url"]).code == 0
+        home = [h for _m, host, h in seen if host == "127.0.0.1"]
+        away = [(m, h) for m, host, h in seen if host == "localhost"]
+        assert home and all(h["authorization"] == "Bearer tok-SECRET" and h["x-api-key"] == "hdr-SECRET" for h in home)
+        assert {m for m, _h in away} >= {"PATCH", "HEAD", "DELETE"}
+        assert all("authorization" not in h and "x-api-key" not in h for _m, h in away), away
+        assert all(h["tus-resumable"] == "1.0.0" for _m, h in away)
+
+        # a foreign origin that does want credentials: refused (4), and the error says why
+        mount.open_storage = False
+        refused = run("upload", str(make_file(tmp_path / "g.bin", 1000, seed=2)), "--progress", "none")
+        assert refused.code == 4, refused.err
+        assert f"only to http://127.0.0.1:{emu.port}" in refused.err and "SECRET" not in refused.err
 
 
 def test_bearer_token_and_extra_headers(config_path: Path, state_dir: Path, tmp_path: Path) -> None:

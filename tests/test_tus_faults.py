@@ -103,8 +103,11 @@ def test_killed_mid_upload_resumes_where_the_server_is(
     src = make_file(tmp_path / "f.bin", 10 * MIB)
     record, (code, _out, _err) = interrupt_midway(emulator, state_dir, "tus", [str(src)])
     assert code == -signal.SIGKILL
-    assert len(records(state_dir)) == 1
+    (left,) = records(state_dir)
     kept = server_bytes = emulator.store.find("tus", upload_id(record["upload_url"])).offset
+    # A killed process wrote nothing after its PATCH began: the record holds only a lower bound, and says so.
+    assert left["offset"] == 0 and left["offset_exact"] is False
+    assert "at least 0% of 10.0 MiB" in run("resume", "--list").out
 
     again = run("upload", str(src), "--json", "--progress", "none")
     assert again.code == 0, again.err
@@ -130,6 +133,11 @@ def test_ctrl_c_and_sigterm_keep_the_record_and_print_the_resume_command(
     (kept,) = records(state_dir)
     assert kept["upload_url"] == record["upload_url"]
     assert sorted(p.suffix for p in (state_dir / "uploads").iterdir()) == [".json", ".lock"]
+    # Stopping, it asked the server where the upload is: the record's offset is the server's, exactly.
+    server = emulator.store.find("tus", upload_id(record["upload_url"])).offset
+    assert kept["offset"] == server > 0 and kept["offset_exact"] is True
+    listed = run("resume", "--list")
+    assert f"  {100 * server // src.stat().st_size}% of 10.0 MiB  " in listed.out and "at least" not in listed.out
 
     done = run("resume", str(src), "--json", "--progress", "none")
     assert done.code == 0, done.err
@@ -143,15 +151,46 @@ def test_progress_of_a_resumed_upload_starts_where_the_server_is(
     tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
 ) -> None:
     src = make_file(tmp_path / "f.bin", 12 * MIB)
+    size = src.stat().st_size
     record, _ = interrupt_midway(emulator, state_dir, "tus", [str(src)], at=4 * MIB)
     kept = emulator.store.find("tus", upload_id(record["upload_url"])).offset
     resumed = run("upload", str(src), "--progress", "json", "--limit-rate", "4M")
     assert resumed.code == 0, resumed.err
     events = [json.loads(line) for line in resumed.err.splitlines() if line.startswith("{")]
-    progress = [e for e in events if e["event"] in ("progress", "done")]
-    assert progress, resumed.err
-    assert all(e["bytes"] >= kept for e in progress)
-    assert progress[-1]["bytes"] == src.stat().st_size
+    # every event, `start` included: the task exists before the HEAD, then moves to the server's offset
+    names = [e["event"] for e in events]
+    assert names[:2] == ["start", "resume"] and names[-1] == "done", names
+    assert events[0]["bytes"] == 0 and events[1]["bytes"] == kept and events[1]["total"] == size
+    assert all(e["bytes"] >= kept for e in events[1:])
+    assert events[-1]["bytes"] == size
+
+
+def test_resumed_bytes_are_not_counted_as_speed_in_any_renderer() -> None:
+    import io
+
+    from tmpup.progress import LinesProgress, NullProgress, RichProgress
+
+    now = [100.0]
+    lines = LinesProgress(lambda: io.StringIO(), interval=1000.0, clock=lambda: now[0])
+    lines.add_total(2, 200)
+    task = lines.task("f", 100)
+    now[0] += 5  # the HEAD took a while
+    task.resume_at(60)
+    now[0] += 2
+    task.advance(10)
+    assert task.completed == 70 and task.rate == 5.0  # type: ignore[attr-defined]
+    overall = lines.overall
+    assert overall is not None and overall.completed == 70 and overall.rate == 10 / 7
+
+    bar = RichProgress()
+    bar.add_total(2, 200)
+    rich_task = bar.task("f", 100)
+    rich_task.resume_at(60)
+    shown, total = bar.bar._tasks[rich_task.task_id], bar.bar._tasks[bar.total_id]  # type: ignore[attr-defined]
+    assert shown.completed == 60 and total.completed == 60
+    assert shown.speed is None and total.speed is None  # no sample holds the jump
+
+    NullProgress().task("f", 100).resume_at(60)
 
 
 # -- 423 Locked ------------------------------------------------------------------------------------

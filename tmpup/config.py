@@ -12,6 +12,7 @@ is set > the file's `default_profile` > the only profile of the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -171,9 +172,38 @@ MAX_SECRET_BYTES = 64 * 1024
 
 
 def _read_bounded(path: Path, limit: int) -> bytes | None:
-    """The file's bytes, or None when it holds more than `limit` (reads at most limit + 1 bytes)."""
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
+    """The file's bytes, or None when it holds more than `limit` (reads at most limit + 1 bytes).
+
+    A pipe works (`password_file = "/dev/fd/3"`, `<(pass show x)`), but one that nobody writes to
+    must not hang a cron job: it is opened without blocking and refused (OSError ENXIO).
+    """
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            try:
+                first = os.read(fd, limit + 1)
+            except BlockingIOError:
+                first = None  # a writer is there but has not written yet: wait for it
+            else:
+                if not first:
+                    raise OSError(errno.ENXIO, "nothing writes to this pipe")
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            chunks = [first] if first else []
+        else:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            chunks = []
+        total = sum(len(c) for c in chunks)
+        while total <= limit:
+            chunk = os.read(fd, limit + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     return None if len(data) > limit else data
 
 
@@ -511,6 +541,12 @@ def _check_url(raw: Any) -> str:
 def describe_profile(settings: Settings) -> dict[str, Any]:
     """The profile as `profiles show` prints it: secrets masked, origins kept."""
     shown: dict[str, Any] = {"profile": settings.profile, "provider": settings.provider}
+    from tmpup.headers import is_secret_name
+
     for key, value in settings.values.items():
-        shown[key] = "****" if isinstance(value, Secret) else value
+        if isinstance(value, Secret):
+            value = "****"
+        elif isinstance(value, Mapping):  # a table of headers: their credentials stay hidden too
+            value = {k: ("****" if is_secret_name(str(k)) else v) for k, v in value.items()}
+        shown[key] = value
     return shown

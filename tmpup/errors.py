@@ -8,6 +8,7 @@ see `requests` or raw JSON.
     TmpupError                      (1  INTERNAL, only as a base)
     ├── UsageError                  (2  bad option or argument)
     ├── ConfigError                 (3  profile / config file / credential)
+    │   └── UnexpectedAnswer        (3  the server does not answer as its API does: wrong url?)
     ├── AuthError                   (4  401 / 403)
     ├── NotFoundError               (5  404, unknown id, no resume record)
     ├── GoneError                   (6  410, TTL passed)
@@ -22,7 +23,7 @@ see `requests` or raw JSON.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ExitCode(enum.IntEnum):
@@ -79,6 +80,19 @@ class UsageError(TmpupError):
 
 class ConfigError(TmpupError):
     exit_code = ExitCode.CONFIG
+
+
+class UnexpectedAnswer(ConfigError):
+    """A server answered in a way its API never does (no token, wrong JSON, an odd status).
+
+    Almost always the profile's url points at something else (a web page, a proxy, another API),
+    so it is a configuration error: retrying would not help, fixing the url does.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        if kwargs.get("hint") is None:
+            kwargs["hint"] = "check the profile's url: it must point at the provider's API"
+        super().__init__(message, **kwargs)
 
 
 class AuthError(TmpupError):
@@ -149,6 +163,9 @@ def error_for_status(
         # tmpup does not send an upload on to a redirect's target; the profile should name the real API.
         cls = ConfigError
         hint = hint or "the server redirects this request; set the profile's url to the address it redirects to"
+    elif status == 405 or status < 300:
+        # "Method not allowed" (or a success where an error was expected): not the API's endpoint.
+        cls = UnexpectedAnswer
     else:
-        cls = TmpupError
+        cls = InputError  # another refusal of what was sent (409, 418, 451, ...)
     return cls(message, status=status, provider=provider, url=url, hint=hint)

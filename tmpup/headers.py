@@ -18,6 +18,13 @@ _PARAM_RE = re.compile(
     re.VERBOSE,
 )
 MAX_NAME_BYTES = 255
+#: Names of query parameters and headers whose values are credentials, or look like one.
+SECRET_NAME = re.compile(r"(token|key|secret|pass|auth|sig|session|credential|cookie)", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header or parameter named `name` may carry a credential (masked wherever shown)."""
+    return bool(SECRET_NAME.search(name))
 
 
 def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -72,27 +79,31 @@ def _keep(ch: str) -> bool:
     return category[0] != "C"  # Cc controls, Cs surrogates, Co private use, Cn unassigned
 
 
-def safe_filename(name: str | None, fallback: str = "download") -> str:
+def safe_filename(name: str | None, fallback: str = "download", *, limit: int = MAX_NAME_BYTES) -> str:
     """A server-supplied name reduced to a safe base name.
 
     No directories (either slash), no `..`, no control characters, no leading dot (no hidden or
-    dot-dot files), no trailing dots or spaces, at most 255 bytes of UTF-8 keeping the extension.
+    dot-dot files), no trailing dots or spaces, at most `limit` bytes of UTF-8 keeping the extension
+    (a caller that appends a suffix, like `.part`, leaves room for it).
     """
     if not name:
         return fallback
     name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if _keep(ch))
-    name = name.strip().lstrip(".").rstrip(". ")
-    name = name.strip()
+    # Until stable: stripping spaces can expose a dot (". .0" -> ".0"), stripping dots a space.
+    previous = None
+    while name != previous:
+        previous = name
+        name = name.strip().lstrip(".").rstrip(". ")
     if not name or name in {".", ".."}:
         return fallback
     encoded = name.encode("utf-8")
-    if len(encoded) > MAX_NAME_BYTES:
+    if len(encoded) > limit:
         stem, dot, ext = name.rpartition(".")
         if not dot or len(ext.encode()) > 32:
             stem, ext = name, ""
-        budget = MAX_NAME_BYTES - (len(ext.encode()) + 1 if ext else 0)
+        budget = limit - (len(ext.encode()) + 1 if ext else 0)
         stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
         name = f"{stem}.{ext}" if ext else stem
     return name

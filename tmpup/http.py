@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +25,19 @@ import requests
 import requests.adapters
 
 from tmpup import __version__
+from tmpup.headers import is_secret_name
 
 USER_AGENT = f"tmpup/{__version__}"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_SECRET_PARAM = re.compile(r"(token|key|secret|pass|auth|sig|session|credential)", re.IGNORECASE)
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+#: Headers that may follow a redirect to another origin; every other header (credentials, a tus
+#: profile's extra `headers`) stays with the origin the profile names.
+_PORTABLE_HEADERS = {
+    "user-agent", "accept", "accept-encoding", "connection", "content-type", "content-length", "range",
+    "if-range", "tus-resumable", "upload-offset", "upload-length", "upload-metadata", "upload-defer-length",
+}
+#: An answer tmpup reads whole (not streamed) is an API's JSON or error text: far below this. A bigger
+#: (or endless) body is a wrong URL or a broken server, refused before it fills the memory.
+MAX_BODY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,14 @@ def redact_url(url: str | None) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "****" if _SECRET_PARAM.search(k) else v) for k, v in pairs])
+        query = urlencode([(k, "****" if is_secret_name(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def redact_headers(headers: Any) -> dict[str, str]:
-    return {str(k): ("****" if str(k).lower() in _SECRET_HEADERS else str(v)) for k, v in dict(headers).items()}
+    # Authorization, Cookie, X-Api-Key, and any header whose name suggests a credential (a tus
+    # profile's extra `headers` may carry X-Auth-Token, X-Tenant-Key, ...).
+    return {str(k): ("****" if is_secret_name(str(k)) else str(v)) for k, v in dict(headers).items()}
 
 
 def describe_body(response: requests.Response, limit: int = 200) -> str:
@@ -97,6 +106,8 @@ class RateLimiter:
     """Client-side pacing so that many-file runs stay under an API's published limits instead of earning 429s.
 
     A sliding window per rule, shared by every thread of the process (a `-j 8` run is one client to the API).
+    A wait can last a whole window (300 s for Qlik), so it ends at once on Ctrl-C/SIGTERM
+    (`sources.CANCEL`) with `Interrupted`, in worker threads too, where no signal handler runs.
     """
 
     def __init__(
@@ -104,14 +115,14 @@ class RateLimiter:
         rules: tuple[RateRule, ...],
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         import collections
         import threading
 
         self.rules = rules
         self.clock = clock
-        self.sleep = sleep
+        self.sleep = sleep or self._cancellable_sleep
         self._lock = threading.Lock()
         self._sent: dict[RateRule, collections.deque[float]] = {rule: collections.deque() for rule in rules}
 
@@ -131,8 +142,18 @@ class RateLimiter:
                     sent.append(now)
                     return waited
                 wait = sent[0] + rule.period - now
+            from tmpup.sources import check_cancel
+
+            check_cancel()
             self.sleep(wait)
             waited += wait
+
+    @staticmethod
+    def _cancellable_sleep(seconds: float) -> None:
+        from tmpup.sources import CANCEL, check_cancel
+
+        CANCEL.wait(seconds)
+        check_cancel()
 
 
 class _Session(requests.Session):
@@ -145,6 +166,27 @@ class _Session(requests.Session):
         self.limiter = limiter
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # Always stream from the adapter; a body the caller wants whole is then read with a bound.
+        stream = bool(kwargs.get("stream"))
+        kwargs["stream"] = True
+        response = self._send(request, **kwargs)
+        if not stream:
+            _read_whole(response)
+        return response
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        """On a redirect to another origin, drop every header that may be a credential.
+
+        requests itself drops only `Authorization`; custom credential headers would follow.
+        """
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        old_url = response.request.url if response.request is not None else None
+        if old_url and self.should_strip_auth(old_url, prepared_request.url):  # type: ignore[no-untyped-call]
+            for name in list(prepared_request.headers):
+                if name.lower() not in _PORTABLE_HEADERS:
+                    del prepared_request.headers[name]
+
+    def _send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if self.limiter is not None:
             waited = self.limiter.acquire(request.method or "GET", request.url or "")
             if waited and self._log is not None:
@@ -166,6 +208,27 @@ class _Session(requests.Session):
             for key, value in redact_headers(response.headers).items():
                 self._log(f"<   {key}: {value}")
         return response
+
+
+def _read_whole(response: requests.Response) -> None:
+    """Read a non-streamed answer into `response.content`, refusing more than MAX_BODY bytes."""
+    from tmpup.errors import TransientError
+
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(64 * 1024):
+        total += len(chunk)
+        if total > MAX_BODY:
+            response.close()
+            raise TransientError(
+                f"{redact_url(response.url)} answered {response.status_code} with a body of more than "
+                f"{MAX_BODY // (1024 * 1024)} MiB where a short API answer was expected",
+                hint="check the profile's url; the server may be broken",
+                status=response.status_code,
+                url=redact_url(response.url),
+            )
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
 
 
 def make_session(
@@ -206,12 +269,16 @@ def _with_defaults(
 
     `verify` goes on each request, not only on the session: requests lets `REQUESTS_CA_BUNDLE` and
     `CURL_CA_BUNDLE` override a session's `verify`, which would silently undo `--ca-bundle` and
-    `--insecure` on machines (CI images among them) that set those variables.
+    `--insecure` on machines (CI images among them) that set those variables. Only reads follow
+    redirects (credentials stripped across origins by `_Session.rebuild_auth`).
     """
     default = (min(10.0, timeout), timeout)
 
     def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", default)
+        if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+            # An upload is never sent on to wherever a redirect points: the answer is reported instead.
+            kwargs.setdefault("allow_redirects", False)
         if verify is not None:
             kwargs.setdefault("verify", verify)
         return request(method, url, **kwargs)

@@ -1,9 +1,13 @@
 """Progress display: a rich bar on a terminal, plain lines in logs, JSON events, or nothing.
 
-Providers see only the `Task` protocol (`advance`, `set_completed`, `finish`). Updates arrive about
+Providers see only the `Task` protocol (`advance`, `set_completed`, `resume_at`, `finish`). Updates arrive about
 once per MiB (one per read block); the renderers throttle what they draw, so progress costs a few
 percent at most. Everything goes to stderr; only the rich bar uses escape sequences, and it is chosen
 only when stderr is a terminal that is not `TERM=dumb`.
+
+A run of several files adds a total (`add_total`: files finished of N, bytes of all of them), fed
+by every task from whichever thread uploads it: a total row on the bar, a `total:` line in logs of
+long runs, `"event": "total"` records in JSON.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ class Task(Protocol):
     def set_completed(self, n: int) -> None: ...
     def set_total(self, total: int | None) -> None: ...
     def finish(self, ok: bool = True) -> None: ...
+    # A resumed upload starts at the server's offset: shown as done, never counted as this run's speed.
+    def resume_at(self, n: int) -> None: ...
 
 
 class Progress(Protocol):
     def task(self, label: str, total: int | None, completed: int = 0) -> Task: ...
+    def add_total(self, files: int, total: int | None) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
@@ -71,10 +78,16 @@ class _NullTask:
     def finish(self, ok: bool = True) -> None:
         pass
 
+    def resume_at(self, n: int) -> None:
+        pass
+
 
 class NullProgress:
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
         return _NullTask()
+
+    def add_total(self, files: int, total: int | None) -> None:
+        pass
 
     def start(self) -> None:
         pass
@@ -83,8 +96,70 @@ class NullProgress:
         pass
 
 
+class _Overall:
+    """The total of a multi-file run for the text renderers: files finished of N, bytes of all of them.
+
+    Every task of the run feeds it, from whichever thread uploads that file; emission is throttled
+    like a task's, plus one event each time a file finishes.
+    """
+
+    def __init__(
+        self,
+        files: int,
+        total: int | None,
+        interval: float,
+        emit: Callable[[_Overall, str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.files = files
+        self.total = total
+        self.completed = 0
+        self.done = 0
+        self.failed = 0
+        self.interval = interval
+        self.emit = emit
+        self.clock = clock
+        self.started = clock()
+        self.last = self.started
+        self.lock = threading.Lock()
+        emit(self, "start")
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.completed += n
+            now = self.clock()
+            if now - self.last >= self.interval:
+                self.last = now
+                self.emit(self, "progress")
+
+    def finish(self, ok: bool, unsent: int) -> None:
+        with self.lock:
+            if ok:
+                self.done += 1
+            else:
+                self.failed += 1
+                if self.total is not None:
+                    # A failed file's unsent bytes will never come: the total still ends at 100%.
+                    self.total -= max(0, unsent)
+            self.emit(self, "done" if self.done + self.failed >= self.files else "file")
+
+    @property
+    def elapsed(self) -> float:
+        return max(1e-9, self.clock() - self.started)
+
+    #: Bytes resumed from earlier runs (`_CountingTask.resume_at`): in `completed`, not in `rate`.
+    carried = 0
+
+    @property
+    def rate(self) -> float:
+        return (self.completed - self.carried) / self.elapsed
+
+
 class _CountingTask:
     """Shared bookkeeping for the text renderers: counts, rate, throttled emission."""
+
+    #: The run's total, when several files go (set by the renderer right after construction).
+    overall: _Overall | None = None
 
     def __init__(
         self,
@@ -103,18 +178,33 @@ class _CountingTask:
         self.emit = emit
         self.clock = clock
         self.started = clock()
+        self.since = self.started  # when `start_completed` was reached: the rate counts from there
         self.last = self.started
         self.finished = False
         self.lock = threading.Lock()
         emit(self, "start")
 
+    def resume_at(self, n: int) -> None:
+        """The server already holds `n` bytes: the count jumps there, the rate starts afresh."""
+        with self.lock:
+            if self.overall is not None:
+                self.overall.add(n - self.completed)
+                self.overall.carried += n - self.completed
+            self.completed = self.start_completed = n
+            self.since = self.clock()
+            self.emit(self, "resume")
+
     def advance(self, n: int) -> None:
         with self.lock:
             self.completed += n
+            if self.overall is not None:
+                self.overall.add(n)
             self._maybe_emit()
 
     def set_completed(self, n: int) -> None:
         with self.lock:
+            if self.overall is not None:
+                self.overall.add(n - self.completed)  # negative when a retry starts over
             self.completed = n
             self._maybe_emit()
 
@@ -131,6 +221,8 @@ class _CountingTask:
         if not self.finished:
             self.finished = True
             self.emit(self, "done" if ok else "failed")
+            if self.overall is not None:
+                self.overall.finish(ok, (self.total or 0) - self.completed)
 
     @property
     def elapsed(self) -> float:
@@ -138,7 +230,7 @@ class _CountingTask:
 
     @property
     def rate(self) -> float:
-        return (self.completed - self.start_completed) / self.elapsed
+        return (self.completed - self.start_completed) / max(1e-9, self.clock() - self.since)
 
 
 class LinesProgress:
@@ -154,11 +246,42 @@ class LinesProgress:
         self.interval = interval
         self.clock = clock
 
+    overall: _Overall | None = None
+
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
-        return _CountingTask(label, total, completed, self.interval, self._emit, self.clock)
+        task = _CountingTask(label, total, completed, self.interval, self._emit, self.clock)
+        task.overall = self.overall
+        return task
+
+    def add_total(self, files: int, total: int | None) -> None:
+        self.overall = _Overall(files, total, self.interval, self._emit_total, self.clock)
+
+    def _emit_total(self, overall: _Overall, event: str) -> None:
+        # Like a file's lines: progress at most every interval, a summary only when the run was long.
+        if event in ("start", "file") or (event == "done" and overall.elapsed < self.interval):
+            return
+        finished = overall.done + overall.failed
+        text = f"total: {finished} of {overall.files} files"
+        if overall.failed:
+            text += f" ({overall.failed} failed)"
+        text += f", {format_size(overall.completed)}"
+        if overall.total:
+            text += f" of {format_size(overall.total)}"
+        text += f", {format_size(overall.rate)}/s"
+        if event == "progress" and overall.total and overall.rate > 0:
+            text += f", {format_duration(max(0, overall.total - overall.completed) / overall.rate)} left"
+        elif event == "done":
+            text += f", done in {format_duration(overall.elapsed)}"
+        self._print(text)
+
+    def _print(self, text: str) -> None:
+        # One write per line: with -j several threads report, and print() writes the newline apart.
+        out = self.stream()
+        out.write(text + "\n")
+        out.flush()
 
     def _emit(self, task: _CountingTask, event: str) -> None:
-        if event == "start":
+        if event in ("start", "resume"):  # the upload says "resuming at ..." itself
             return
         if event in ("done", "failed") and task.elapsed < self.interval:
             # Short transfers print nothing but their result on stdout (or their error).
@@ -174,7 +297,7 @@ class LinesProgress:
             text += f", {format_duration((task.total - task.completed) / task.rate)} left"
         elif event != "progress":
             text += f", {event} in {format_duration(task.elapsed)}"
-        print(text, file=self.stream(), flush=True)
+        self._print(text)
 
     def start(self) -> None:
         pass
@@ -184,15 +307,40 @@ class LinesProgress:
 
 
 class JsonProgress:
-    """Progress events as JSON Lines on stderr, for programs that drive tmpup."""
+    """Progress events as JSON Lines on stderr, for programs that drive tmpup.
+
+    A file's events: `start`, then `resume` (its `bytes`: what the server already held) when an
+    interrupted upload continues, `progress`, and `done` or `failed`."""
 
     def __init__(self, stream: Callable[[], TextIO], interval: float = JSON_INTERVAL) -> None:
         self.stream = stream
         self.interval = interval
         self.lock = threading.Lock()
 
+    overall: _Overall | None = None
+
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
-        return _CountingTask(label, total, completed, self.interval, self._emit)
+        task = _CountingTask(label, total, completed, self.interval, self._emit)
+        task.overall = self.overall
+        return task
+
+    def add_total(self, files: int, total: int | None) -> None:
+        self.overall = _Overall(files, total, self.interval, self._emit_total)
+
+    def _emit_total(self, overall: _Overall, event: str) -> None:
+        # Its own event name: readers that pick files' "start"/"done" events by name see no change.
+        # The run is over when files_done + files_failed == files.
+        record = {
+            "event": "total",
+            "files": overall.files,
+            "files_done": overall.done,
+            "files_failed": overall.failed,
+            "bytes": overall.completed,
+            "total": overall.total,
+            "elapsed": round(overall.elapsed, 3),
+        }
+        with self.lock:
+            print(json.dumps(record), file=self.stream(), flush=True)
 
     def _emit(self, task: _CountingTask, event: str) -> None:
         record: dict[str, Any] = {
@@ -213,16 +361,23 @@ class JsonProgress:
 
 
 class _RichTask:
+    #: In a multi-file run a finished task's row is gone from the bar: later updates are ignored.
+    finished = False
+
     def __init__(self, owner: RichProgress, task_id: Any) -> None:
         self.owner = owner
         self.task_id = task_id
 
     def advance(self, n: int) -> None:
+        if self.finished:
+            return
         self.owner.bar.update(self.task_id, advance=n)
         if self.owner.total_id is not None:
             self.owner.bar.update(self.owner.total_id, advance=n)
 
     def set_completed(self, n: int) -> None:
+        if self.finished:
+            return
         bar = self.owner.bar
         before = bar._tasks[self.task_id].completed
         bar.update(self.task_id, completed=n)
@@ -230,9 +385,27 @@ class _RichTask:
             bar.update(self.owner.total_id, advance=n - before)
 
     def set_total(self, total: int | None) -> None:
+        if self.finished:
+            return
         self.owner.bar.update(self.task_id, total=total)
 
+    def resume_at(self, n: int) -> None:
+        if self.finished:
+            return
+        bar = self.owner.bar
+        before = bar._tasks[self.task_id].completed
+        bar.reset(self.task_id, completed=n)  # drops the speed samples: the jump is not throughput
+        if self.owner.total_id is not None:
+            with bar._lock:  # the total moves without a speed sample (update() would record one)
+                bar._tasks[self.owner.total_id].completed += n - before
+
     def finish(self, ok: bool = True) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.owner.total_id is not None:
+            self.owner.file_finished(self.task_id, ok)
+            return
         bar = self.owner.bar
         if not ok:
             bar.update(self.task_id, description=f"✗ {bar._tasks[self.task_id].description}")
@@ -240,7 +413,18 @@ class _RichTask:
 
 
 class RichProgress:
-    """A rich bar per transfer on stderr (plus a total bar when several files go at once)."""
+    """A rich bar per transfer on stderr, plus a total bar when several files go.
+
+    With a total, a finished file's row leaves the display (its result is on stdout, its error
+    above the bar): rich lays out every row on every refresh and on every `add_task`, so keeping
+    200 finished rows made a 200-file run spend most of its time drawing. The live display holds
+    the total and the active files only, so drawing costs what `-j` costs, not what the file count
+    costs; the total row says how many files finished and failed.
+    """
+
+    files = 0
+    done = 0
+    failed = 0
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -268,10 +452,35 @@ class RichProgress:
             # the same terminal, rich prints them above the bar instead of through it.
             redirect_stdout=sys.stdout.isatty(),
         )
+        # rich lays out and draws the whole table synchronously in every add_task (and reset): once
+        # per file. The live display's own 8 Hz refresh shows a new row soon enough, and stop() draws
+        # the final state, so a new file costs no drawing of its own.
+        self.bar.refresh = lambda: None  # type: ignore[method-assign]
         self.total_id: Any = None
 
-    def add_total(self, total: int | None) -> None:
-        self.total_id = self.bar.add_task("total", total=total)
+    def add_total(self, files: int, total: int | None) -> None:
+        self.files = files
+        self.total_lock = threading.Lock()
+        self.total_id = self.bar.add_task(self._total_label(), total=total)
+
+    def _total_label(self) -> str:
+        label = f"total {self.done + self.failed}/{self.files} files"
+        return f"{label}, {self.failed} failed" if self.failed else label
+
+    def file_finished(self, task_id: Any, ok: bool) -> None:
+        """Count a finished file in the total row and take its own row away (see the class docstring)."""
+        bar = self.bar
+        with self.total_lock:
+            if ok:
+                self.done += 1
+            else:
+                self.failed += 1
+                task, overall = bar._tasks[task_id], bar._tasks[self.total_id]
+                if task.total is not None and overall.total is not None:
+                    # A failed file's unsent bytes will never come: the total still ends at 100%.
+                    bar.update(self.total_id, total=overall.total - max(0.0, task.total - task.completed))
+            bar.update(self.total_id, description=self._total_label())
+        bar.remove_task(task_id)
 
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
         return _RichTask(self, self.bar.add_task(label, total=total, completed=completed))

@@ -4,6 +4,8 @@ Layout under `<user state dir>/tmpup/` (`$TMPUP_STATE_DIR` overrides):
 
     uploads/<key>.json      one resume record per interrupted upload (0600, atomic writes)
     uploads/<key>.lock      a lock file held (fcntl.flock) by the process feeding that upload
+    uploads/.<key>.json.*   a record being written; one older than a few minutes was left by a
+                            process killed mid-write, and is swept (next save, `resume --clean`)
     receipts.jsonl          one JSON line per successful upload (0600)
     spool/                  stdin copied to a private file while it uploads
 
@@ -18,12 +20,20 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tmpup.errors import LockedError, TmpupError
+
+#: A temp file of an atomic write older than this was left by a killed process (a write takes
+#: milliseconds; minutes of margin cover a stalled disk).
+STRAY_AGE = 300.0
+#: Seconds `lock` keeps trying before it says another process holds the record: `resume --list`
+#: probes locks by taking them for microseconds, which must not turn away an upload.
+LOCK_GRACE = 0.5
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -73,6 +83,9 @@ class ResumeRecord:
     expires_at: str | None = None
     offset: int = 0
     extra: dict[str, Any] | None = None
+    # True only when the upload had stopped and the server confirmed `offset` afterwards; otherwise
+    # `offset` is the last one the server confirmed while bytes were still flowing (it may hold more).
+    offset_exact: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -159,6 +172,67 @@ class StateStore:
     def save_record(self, record: ResumeRecord) -> None:
         data = json.dumps(record.as_dict(), indent=2).encode("ascii")
         _write_atomic(self.record_path(record.key), data)
+        self.sweep(f".{record.key}.json.*")  # what an earlier, killed writer of this record left
+
+    def sweep(self, pattern: str = ".*.json.*", max_age: float = STRAY_AGE) -> list[str]:
+        """Remove temp files of atomic writes older than `max_age` seconds; return their names."""
+        removed: list[str] = []
+        if not self.uploads_dir.is_dir():
+            return removed
+        now = time.time()
+        for path in self.uploads_dir.glob(pattern):
+            try:
+                if now - path.lstat().st_mtime > max_age:
+                    path.unlink()
+                    removed.append(path.name)
+            except OSError:
+                continue  # gone already, or not ours to remove: nothing to report
+        return removed
+
+    def sweep_locks(self) -> list[str]:
+        """Remove lock files whose record is gone (a process killed before its first save), unless held."""
+        import fcntl
+
+        removed: list[str] = []
+        if not self.uploads_dir.is_dir():
+            return removed
+        for path in self.uploads_dir.glob("*.lock"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                # Delete only while holding the lock, as delete_record's callers do: a process that
+                # opened the file just before sees the unlink and retries on a fresh file (`lock`).
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not path.with_suffix(".json").exists():
+                    path.unlink()
+                    removed.append(path.name)
+            except OSError:
+                continue  # held (BlockingIOError) or gone
+            finally:
+                os.close(fd)
+        return removed
+
+    def lock_held(self, key: str) -> bool:
+        """Whether a process holds this record's lock now: the kernel's answer, not a pid that may be reused."""
+        import fcntl
+
+        try:
+            fd = os.open(self.uploads_dir / f"{key}.lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            # flock locks belong to open file descriptions, so this probe conflicts with a holder
+            # in this very process too; a shared lock never blocks an exclusive taker for long.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing releases the probe's lock
+        return False
 
     def load_record(self, key: str) -> ResumeRecord | None:
         try:
@@ -189,17 +263,21 @@ class StateStore:
 
     @contextlib.contextmanager
     def lock(self, key: str, what: str) -> Iterator[None]:
-        """Hold the record's lock for the duration, or fail at once if another process holds it."""
+        """Hold the record's lock for the duration, or fail (after LOCK_GRACE) if another process holds it."""
         import fcntl
 
         self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.uploads_dir / f"{key}.lock"
+        deadline = time.monotonic() + LOCK_GRACE
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)  # perhaps only a probe (lock_held, sweep_locks): they let go at once
+                    continue
                 raise LockedError(
                     f"{what} is being uploaded by another tmpup process",
                     hint="let that one finish; this run changed nothing",
@@ -214,6 +292,7 @@ class StateStore:
                 break
             os.close(fd)
         try:
+            # The pid is for people reading the file; whether the lock is held is `lock_held`'s to say.
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
             yield

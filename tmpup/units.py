@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+#: Beyond these a value is a typo, not a wish: 1 EiB, and about 31 years.
+MAX_SIZE = 1 << 60
+MAX_DURATION = 1e9
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
 _SIZE_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -38,12 +42,15 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text}")
-        return text
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (use e.g. 1048576, 64M, 1GiB)")
-    number, unit, _i, _b = match.groups()
-    value = float(number) * (1024 ** _SIZE_POWERS[unit.lower()])
+        value: float = text
+    else:
+        match = _SIZE_RE.match(text)
+        if not match:
+            raise ValueError(f"not a size: {_short(text)!r} (use e.g. 1048576, 64M, 1GiB)")
+        number, unit, _i, _b = match.groups()
+        value = float(number) * (1024 ** _SIZE_POWERS[unit.lower()])
+    if not value <= MAX_SIZE:  # also catches inf from a number of hundreds of digits
+        raise ValueError(f"{_short(str(text))} is more than 1 EiB")
     return int(value)
 
 
@@ -54,12 +61,21 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, (int, float)):
         if text < 0:
             raise ValueError(f"a duration cannot be negative: {text}")
-        return float(text)
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 3d or plain seconds)")
-    number, unit = match.groups()
-    return float(number) * _DURATION_FACTORS[unit.lower() if unit else None]
+        seconds = float(text)
+    else:
+        match = _DURATION_RE.match(text)
+        if not match:
+            raise ValueError(f"not a duration: {_short(text)!r} (use e.g. 90s, 30m, 2h, 3d or plain seconds)")
+        number, unit = match.groups()
+        seconds = float(number) * _DURATION_FACTORS[unit.lower() if unit else None]
+    if not seconds <= MAX_DURATION:  # also catches inf and nan
+        raise ValueError(f"{_short(str(text))} is longer than 30 years")
+    return seconds
+
+
+def _short(text: str) -> str:
+    """A user's value for a message, cut if absurdly long (a pasted number of 400 digits)."""
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_size(n: float) -> str:

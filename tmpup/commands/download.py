@@ -20,6 +20,8 @@ from tmpup.providers.base import Downloadable, RemoteFile
 from tmpup.runtime import Runtime
 from tmpup.sources import check_cancel
 
+PART_SUFFIX = ".part"
+
 
 @dataclass(frozen=True)
 class DownloadRequest:
@@ -46,10 +48,10 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
     if target is None:
         # The name comes from the server: look at the answer's headers first.
         remote = provider.open_download(request.id, offset=0)
-        target = Path(safe_filename(remote.name, fallback=safe_filename(request.id)))
+        target = Path(_local_name(remote.name, request.id))
         if request.output:
             target = Path(request.output) / target
-    part = target.with_name(target.name + ".part")
+    part = target.with_name(target.name + PART_SUFFIX)
     _check_targets(target, part, request)
 
     offset = part.stat().st_size if request.resume and part.exists() else 0
@@ -64,6 +66,12 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
     return _write(rt, remote, target, part, offset, request.id)
 
 
+def _local_name(name: str | None, id: str) -> str:
+    """A safe local name with room for the `.part` suffix within the file system's 255 bytes."""
+    limit = 255 - len(PART_SUFFIX)
+    return safe_filename(name, fallback=safe_filename(id, limit=limit), limit=limit)
+
+
 def _why_no_download(provider_id: str) -> str:
     if provider_id == "thulium":
         return "Thulium's API has no download for temporary files"
@@ -76,7 +84,7 @@ def _planned_target(rt: Runtime, request: DownloadRequest) -> Path | None:
         return Path(request.output)
     receipt = rt.state.find_receipt(request.id, rt.settings.provider)
     if receipt and receipt.get("name"):
-        name = safe_filename(str(receipt["name"]), fallback=safe_filename(request.id))
+        name = _local_name(str(receipt["name"]), request.id)
         return Path(request.output) / name if request.output else Path(name)
     return None
 
@@ -156,6 +164,13 @@ def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) ->
     except BrokenPipeError:
         # `tmpup download ID -o - | head` is fine: the reader had enough.
         return {"file": "-", "size": written}
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise TransientError(
+                f"cannot write to stdout after {written} bytes: {(exc.strerror or 'no space').lower()}",
+                hint="free some space where stdout goes, then download again",
+            ) from None
+        raise InputError(f"cannot write to stdout after {written} bytes: {exc.strerror or exc}") from None
     finally:
         remote.close()
     if remote.size is not None and written != remote.size:

@@ -3,15 +3,14 @@
 A resume record (DESIGN.md section 5) names the profile it was made with, so `resume` needs no
 `-p`: each record is continued on its own profile, through the same upload path as `tmpup upload`
 (which re-checks the file's identity, HEADs the server and starts afresh, saying so, when the file
-changed or the server forgot the upload). `--list` and `--clean` are local: they read the records
-and the files, never the network.
+changed or the server forgot the upload). `--list` and `--clean` are local: they read the records,
+the files and the locks, never the network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,13 @@ from tmpup.state import ResumeRecord
 from tmpup.units import format_size
 
 
-def record_state(record: ResumeRecord, now: dt.datetime, lock_path: Path | None = None) -> str:
-    """`resumable`, `uploading`, `expired`, `file missing` or `file changed` (local facts only)."""
-    if lock_path is not None and _held(lock_path):
+def record_state(record: ResumeRecord, now: dt.datetime, held: bool = False) -> str:
+    """`uploading`, `resumable`, `expired`, `file missing` or `file changed` (local facts only).
+
+    `held`: a process holds the record's lock now (`StateStore.lock_held` asks the kernel; a pid
+    left in the lock file by a killed process could belong to anyone by now).
+    """
+    if held:
         return "uploading"
     if record.expired(now):
         return "expired"
@@ -43,21 +46,12 @@ def record_state(record: ResumeRecord, now: dt.datetime, lock_path: Path | None 
     return "resumable"
 
 
-def _held(lock_path: Path) -> bool:
-    """Whether the process that last took this lock is still alive (display only: pids get reused)."""
-    try:
-        pid = int(lock_path.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def sent(row: dict[str, Any]) -> str:
+    """The SENT column. Only an offset the server confirmed after the upload stopped is exact; any
+    other (a process killed mid-PATCH, an upload still running) is a lower bound and says so."""
+    pct = 100 * row["offset"] // row["size"] if row["size"] else 100
+    text = f"{pct}% of {format_size(row['size'])}"
+    return text if row["offset_exact"] else f"at least {text}"
 
 
 def _row(rt: Runtime, record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
@@ -69,10 +63,11 @@ def _row(rt: Runtime, record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
         "name": record.name,
         "size": record.size,
         "offset": record.offset,
+        "offset_exact": record.offset_exact,
         "upload_url": record.upload_url,
         "created_at": record.created_at,
         "expires_at": record.expires_at,
-        "state": record_state(record, now, rt.state.uploads_dir / f"{record.key}.lock"),
+        "state": record_state(record, now, held=rt.state.lock_held(record.key)),
     }
 
 
@@ -88,10 +83,8 @@ def list_records(rt: Runtime) -> list[dict[str, Any]]:
         return rows
     table = [("FILE", "PROFILE", "PROVIDER", "SENT", "EXPIRES", "STATE")]
     for row in rows:
-        pct = 100 * row["offset"] // row["size"] if row["size"] else 100
-        sent = f"{pct}% of {format_size(row['size'])}"
         expires = (row["expires_at"] or "-")[:19].replace("T", " ")
-        table.append((str(row["file"]), row["profile"], row["provider"], sent, expires, row["state"]))
+        table.append((str(row["file"]), row["profile"], row["provider"], sent(row), expires, row["state"]))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
@@ -100,7 +93,8 @@ def list_records(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def clean(rt: Runtime) -> int:
-    """Remove the records that can never resume: expired, or whose file is gone or changed."""
+    """Remove the records that can never resume (expired, or whose file is gone or changed), and
+    what killed processes left behind: temp files of interrupted writes, locks without a record."""
     now = rt.clock()
     removed: list[dict[str, Any]] = []
     for record in rt.state.records():
@@ -112,9 +106,12 @@ def clean(rt: Runtime) -> int:
             rt.state.delete_record(record.key)
             removed.append({"file": record.file.get("path"), "upload_url": record.upload_url, "reason": state})
             rt.messages.note(f"removed the record of {record.file.get('path')} ({state})")
+    strays = rt.state.sweep() + rt.state.sweep_locks()
     if rt.output.json_mode:
-        rt.output.json({"removed": len(removed), "records": removed})
+        rt.output.json({"removed": len(removed), "records": removed, "stray_files": strays})
     else:
+        if strays:
+            rt.messages.note(f"removed {len(strays)} file(s) left in {rt.state.uploads_dir} by killed processes")
         rt.messages.note(f"{len(removed)} record(s) removed")
     return len(removed)
 

@@ -1,14 +1,32 @@
-"""`tmpup upload`: validate every input, upload (optionally several at once), print and record results."""
+"""`tmpup upload`: validate every input, upload (optionally several at once), print and record results.
+
+Several files go one after another, or `-j N` at a time over the provider's one session (its pool
+keeps connections alive, its limiter paces every thread as one client). Either way results come out
+in input order, a total joins the progress display, and a file that fails, even through a bug in
+tmpup, is reported once under its name without stopping the others (exit 11). Ctrl-C/SIGTERM starts
+no further file, stops the running ones at their next block, and names the resume commands of the
+uploads that were kept.
+"""
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import contextlib
+import os
+import stat
+import sys
+import threading
+import traceback
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from tmpup.errors import (
     ExitCode,
     InputError,
+    Interrupted,
     PartialFailure,
     TmpupError,
     UsageError,
@@ -16,9 +34,11 @@ from tmpup.errors import (
 from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions
 from tmpup.runtime import Runtime
-from tmpup.sources import CANCEL, ContiguousHash, Source, Throttle, open_source
+from tmpup.sources import CANCEL, ContiguousHash, Source, Throttle, check_cancel, open_source
 
 MAX_NAME_LENGTH = 255
+#: Seconds the main thread gives running uploads, after Ctrl-C, to stop and keep their resume records.
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -33,17 +53,23 @@ class UploadRequest:
     limit_rate: int | None = None
 
 
-def check_name(name: str) -> str:
-    """Refuse names no API stores faithfully and no download could recreate safely."""
+def check_name(name: str, *, from_disk: bool = False) -> str:
+    """Refuse names no API stores faithfully and no download could recreate safely.
+
+    A file's own name (`from_disk`) may hold a backslash: on POSIX that is an ordinary character.
+    """
     if not name or not name.strip():
         raise InputError("the upload name is empty", hint="pass --name NAME")
     bad = next((ch for ch in name if ch in "\r\n\x00"), None)
     if bad is not None:
-        raise InputError(f"the upload name {name!r} contains a control character ({bad!r})")
+        raise InputError(
+            f"the upload name {name!r} contains a control character ({bad!r})",
+            hint="pass --name NAME" if from_disk else "choose a name without line breaks",
+        )
     if any("\udc80" <= ch <= "\udcff" for ch in name):
         # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
         raise InputError(f"the upload name {name!r} is not valid UTF-8", hint="pass --name NAME")
-    if "/" in name or "\\" in name:
+    if "/" in name or (not from_disk and "\\" in name):
         raise InputError(f"the upload name {name!r} contains a path separator", hint="pass a plain file name")
     if name.strip() in (".", ".."):
         raise InputError(f"the upload name {name!r} is not a file name", hint="pass --name NAME")
@@ -77,6 +103,8 @@ def run(rt: Runtime, request: UploadRequest) -> None:
     outcomes: list[TmpupError | None] = [None] * len(files)
     rt.progress.start()
     try:
+        if len(files) > 1:
+            rt.progress.add_total(len(files), _total_size(files))
         if request.jobs == 1 or len(files) == 1:
             for index, arg in enumerate(files):
                 outcomes[index] = _print(rt, _upload_one(rt, request, arg))
@@ -87,19 +115,102 @@ def run(rt: Runtime, request: UploadRequest) -> None:
     _conclude(files, outcomes)
 
 
-def _run_parallel(rt: Runtime, request: UploadRequest, outcomes: list[TmpupError | None]) -> None:
-    """Upload with a pool; results still come out in input order."""
-    with ThreadPoolExecutor(max_workers=request.jobs, thread_name_prefix="upload") as pool:
-        futures: list[Future[_Outcome]] = [pool.submit(_upload_one, rt, request, arg) for arg in request.files]
+def _total_size(files: list[str]) -> int:
+    """Bytes of the regular files among `files` (one that cannot be read fails, and is counted, in its turn)."""
+    total = 0
+    for arg in files:
         try:
-            for index, future in enumerate(futures):
-                outcomes[index] = _print(rt, future.result())
-        except BaseException:
-            CANCEL.set()  # Ctrl-C: the workers stop at their next block
-            raise
+            st = os.stat(arg)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+    return total
 
 
 _Outcome = tuple[dict[str, Any] | None, TmpupError | None]
+
+
+def _run_parallel(rt: Runtime, request: UploadRequest, outcomes: list[TmpupError | None]) -> None:
+    """Upload `jobs` files at a time; print each result when its turn in input order comes.
+
+    The workers are daemon threads over a queue rather than a `ThreadPoolExecutor`, whose threads are
+    joined at interpreter exit: one blocked in a response read (up to the timeout) or in a retry's
+    back-off would hold the process long after Ctrl-C had been reported.
+    """
+    files = request.files
+    futures: list[Future[_Outcome]] = [Future() for _ in files]
+    queue: SimpleQueue[int] = SimpleQueue()
+    for index in range(len(files)):
+        queue.put(index)
+
+    def work() -> None:
+        while True:
+            try:
+                index = queue.get_nowait()
+            except Empty:
+                return
+            future = futures[index]
+            if CANCEL.is_set():
+                future.cancel()  # never start a queued file after Ctrl-C
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(_upload_one(rt, request, files[index]))
+            except BaseException as exc:  # Interrupted (a file's own errors are outcomes): the main thread decides
+                future.set_exception(exc)
+
+    workers = [
+        threading.Thread(target=work, name=f"upload-{n + 1}", daemon=True) for n in range(min(request.jobs, len(files)))
+    ]
+    for worker in workers:
+        worker.start()
+    printed = 0
+    try:
+        for index, future in enumerate(futures):
+            outcomes[index] = _print(rt, future.result())
+            printed = index + 1
+    except BaseException as exc:
+        CANCEL.set()  # the running uploads stop at their next block (or pause)
+        for future in futures:
+            future.cancel()  # only the ones no worker has started
+        if not isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            raise
+        raise _interrupted(rt, futures, printed, exc) from None
+    for worker in workers:
+        worker.join()
+
+
+def _interrupted(rt: Runtime, futures: list[Future[_Outcome]], printed: int, exc: BaseException) -> Interrupted:
+    """After Ctrl-C in a -j run: let the running uploads stop (briefly), print the results that made it,
+    and return one `Interrupted` naming every resume command.
+
+    The signal reaches the main thread, which waits on a future; the hints of kept uploads are on the
+    workers' own `Interrupted`s, so they are gathered here rather than lost.
+    """
+    with contextlib.suppress(Interrupted, KeyboardInterrupt):  # a second Ctrl-C: stop waiting now
+        wait_for([f for f in futures if not f.done()], timeout=STOP_GRACE)
+    uploaded = printed
+    for future in futures[printed:]:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            _print(rt, future.result())  # a file uploaded (and recorded) is worth its handle
+            uploaded += 1
+    kept = []
+    for future in futures:
+        error = future.exception() if future.done() and not future.cancelled() else None
+        if isinstance(error, Interrupted) and error.hint and (start := error.hint.find("tmpup resume ")) >= 0:
+            kept.append(error.hint[start:])  # `Transfer.keep` ends the hint with the command
+    message = exc.message if isinstance(exc, Interrupted) else "interrupted"
+    message = f"{message}; {uploaded} of {len(futures)} files uploaded"
+    if not kept:
+        return Interrupted(message)
+    if len(kept) == 1:
+        return Interrupted(message, hint=f"the upload was kept; continue it with: {kept[0]}")
+    commands = "; ".join(kept)
+    return Interrupted(
+        message,
+        hint=f"{len(kept)} uploads were kept; continue them with: tmpup resume --all (or one by one: {commands})",
+    )
 
 
 def _print(rt: Runtime, outcome: _Outcome) -> TmpupError | None:
@@ -110,14 +221,20 @@ def _print(rt: Runtime, outcome: _Outcome) -> TmpupError | None:
 
 
 def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
-    """Upload one file and record its receipt; return its result record or its error."""
+    """Upload one file and record its receipt; return its result record or its error.
+
+    With several files, any error of this file (a bug included) is reported here and returned;
+    Ctrl-C, and every error of a single file, is raised.
+    """
     source: Source | None = None
+    task = None
     try:
+        check_cancel()
         source = open_source(arg, spool_dir=rt.state.spool_dir)
-        name = check_name(request.name or source.default_name)
+        name = check_name(request.name) if request.name else check_name(source.default_name, from_disk=True)
         options = _options(rt, request, name)
         if request.limit_rate:
-            source.throttle = Throttle(request.limit_rate)
+            source.throttle = _throttle(request.limit_rate)
         hasher = ContiguousHash(source) if request.checksum else None
         if hasher is not None:
             source.observers.append(hasher)
@@ -141,14 +258,50 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
         )
         rt.state.add_receipt(record)
         return record, None
-    except TmpupError as exc:
-        if len(request.files) == 1 or exc.exit_code == ExitCode.INTERRUPTED:
+    except Exception as exc:
+        if len(request.files) == 1 or (isinstance(exc, TmpupError) and exc.exit_code == ExitCode.INTERRUPTED):
             raise
-        rt.messages.error(f"{arg}: {exc}")
-        return None, exc
+        if task is None:  # failed before its transfer began: still one of the total's files
+            rt.progress.task(_label(arg), source.size if source is not None else 0).finish(ok=False)
+        return None, _failure(rt, arg, exc)
     finally:
         if source is not None:
             source.cleanup()
+
+
+def _failure(rt: Runtime, arg: str, exc: Exception) -> TmpupError:
+    """Report one file's failure (naming the file once) and return it as a `TmpupError`.
+
+    A bug is that file's internal error, not the end of the others' uploads (the CLI's boundary
+    would otherwise end the whole run); --debug shows its traceback as the boundary does.
+    """
+    if isinstance(exc, TmpupError):
+        error = exc
+    else:
+        error = TmpupError(
+            f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
+            f"of the same command run with --debug"
+        )
+    text = str(error)
+    rt.messages.error(text if text.startswith(f"{arg}: ") else f"{arg}: {text}")
+    if error is not exc and rt.options.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    return error
+
+
+def _label(arg: str) -> str:
+    # Progress renderers write UTF-8: bytes of a non-UTF-8 file name become U+FFFD there.
+    return Path(arg).name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") or arg
+
+
+def _throttle(rate: int) -> Throttle:
+    """`--limit-rate` whose pauses end at once on Ctrl-C (in worker threads too)."""
+    return Throttle(rate, sleep=_pause)
+
+
+def _pause(seconds: float) -> None:
+    if CANCEL.wait(seconds):
+        check_cancel()
 
 
 def _options(rt: Runtime, request: UploadRequest, name: str) -> UploadOptions:
@@ -164,30 +317,62 @@ def _options(rt: Runtime, request: UploadRequest, name: str) -> UploadOptions:
 
 
 def _run_multi(rt: Runtime, request: UploadRequest) -> None:
-    """Providers that take several files in one request (Enterprise Tester)."""
+    """Providers that take several files in one request (Enterprise Tester).
+
+    Each file is checked as `_upload_one` checks it. One that cannot be read is reported and left
+    out (exit 11); a name an API cannot store is reported and refuses the whole request before it is
+    sent (exit 7): the names are the request's own part headers, and the set is meant to be whole.
+    `--limit-rate` caps the whole request, one `Throttle` shared by its parts. When the request
+    fails, every file's task ends as failed before the error is raised.
+    """
     provider = rt.provider
     assert isinstance(provider, MultiUploader)
     sources: list[Source] = []
+    names: list[str] = []
     errors: list[TmpupError | None] = []
+    bad_names = 0
     try:
         for arg in request.files:
             try:
-                sources.append(open_source(arg, spool_dir=rt.state.spool_dir))
-                errors.append(None)
+                source = open_source(arg, spool_dir=rt.state.spool_dir)
             except TmpupError as exc:
-                rt.messages.error(f"{arg}: {exc}")
-                errors.append(exc)
+                errors.append(_failure(rt, arg, exc))
+                continue
+            sources.append(source)
+            errors.append(None)
+            try:
+                names.append(check_name(source.default_name, from_disk=True))
+            except TmpupError as exc:
+                _failure(rt, arg, exc)
+                bad_names += 1
+        if bad_names:
+            raise InputError(
+                f"{bad_names} of {len(request.files)} file names cannot be uploaded (each reported above); "
+                "nothing was sent",
+                hint="rename them, or upload each with --name NAME",
+            )
         if sources:
             hashers = [ContiguousHash(s) if request.checksum else None for s in sources]
+            throttle = _throttle(request.limit_rate) if request.limit_rate else None
             for source, hasher in zip(sources, hashers, strict=True):
+                source.throttle = throttle
                 if hasher is not None:
                     source.observers.append(hasher)
-            options = [_options(rt, request, s.default_name) for s in sources]
+            options = [_options(rt, request, name) for name in names]
             rt.progress.start()
             try:
+                rt.progress.add_total(len(request.files), sum(s.size for s in sources))
+                for arg, error in zip(request.files, errors, strict=True):
+                    if error is not None:  # left out, still one of the total's files
+                        rt.progress.task(_label(arg), 0).finish(ok=False)
                 tasks = [rt.progress.task(o.name, s.size) for s, o in zip(sources, options, strict=True)]
                 started = rt.clock()
-                results = provider.upload_many(sources, options, tasks)
+                try:
+                    results = provider.upload_many(sources, options, tasks)
+                except BaseException:
+                    for task in tasks:
+                        task.finish(ok=False)
+                    raise
                 for task in tasks:
                     task.finish()
             finally:

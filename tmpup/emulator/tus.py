@@ -8,6 +8,10 @@ A mount owns one endpoint, routes its tus paths to it, authenticates first, and 
 arguments or overrides: Qlik (`qlik.py`) answers 415 to a wrong PATCH content type, advertises
 no termination, reads its TTL from the metadata and formats errors as Qlik does.
 
+`TusEndpoint.upload_base` (None: the request's own base) makes `Location` point elsewhere, as
+servers that keep uploads on a storage host of their own do; tests set it to the same emulator
+under another name (`http://localhost:PORT/...` for `127.0.0.1`), another origin to a client.
+
 `TusMount` is the generic server: creation endpoint `http://HOST:PORT/tus/files/`, no auth unless
 `Credentials.tus_token` is set (then a Bearer token), uploads expire 24 h after creation, errors
 are tusd-style text (`ERR_...: detail`), and GET of a complete upload returns its bytes (Range
@@ -81,8 +85,10 @@ class TusEndpoint:
         bad_content_type_status: int = 415,
         expiry: float | None = GENERIC_EXPIRY,
         id_length: int = 32,
+        upload_base: str | None = None,
     ) -> None:
         self.mount = mount
+        self.upload_base = upload_base
         self.extensions = tuple(extensions)
         self.max_size = max_size
         self.bad_content_type_status = bad_content_type_status
@@ -97,7 +103,7 @@ class TusEndpoint:
 
     def location(self, request: Request, upload_id: str) -> str:
         """Absolute URL of an upload (go-tus does not resolve relative ones)."""
-        return f"{request.base_url.rstrip('/')}/{upload_id}"
+        return f"{(self.upload_base or request.base_url).rstrip('/')}/{upload_id}"
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 `TusClient` sends the protocol's requests (creation, HEAD, PATCH, termination) with `Tus-Resumable`
 and the caller's headers, encodes `Upload-Metadata` (Base64 values; Qlik's `ttl` too), resolves a
 relative `Location`, and turns the answers into `TmpupError`s (412: the server speaks another
-version; 413 with `Tus-Max-Size`). `upload_with_tus` is the entry point providers call: it runs
+version; 413 with `Tus-Max-Size`). The caller's headers carry credentials (a Bearer token, a
+profile's extra headers such as X-Api-Key), so they go only to the origin (scheme, host, port) of
+the profile's url: an upload URL elsewhere, whether from a `Location` or a stored record, gets
+`Tus-Resumable` alone, with one warning saying so. `upload_with_tus` is the entry point providers call: it runs
 a resumable `tus_transfer.Transfer`, which keeps a resume record (DESIGN.md section 5) around the
 HEAD/PATCH loop. Facts and the recommended algorithm: shared/reference/providers.md sections 1.6, 2.
 """
@@ -18,11 +21,11 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tmpup.errors import ConfigError, InputError
+from tmpup.errors import AuthError, ConfigError, InputError
 from tmpup.http import RETRY_STATUSES
 from tmpup.state import record_key
 from tmpup.units import format_size
@@ -45,6 +48,7 @@ class TusOutcome:
     expires_at: dt.datetime | None
     resumed: bool
     resumed_from: int = 0
+    ttl: int | None = None  # the TTL the upload was created with (a resumed one keeps its own)
 
 
 @dataclass(frozen=True)
@@ -103,13 +107,33 @@ def header_int(value: str | None) -> int | None:
 class TusClient:
     """The protocol's requests against one server, with its status codes turned into `TmpupError`s."""
 
-    def __init__(self, provider: Provider, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, provider: Provider, headers: Mapping[str, str] | None, trusted_url: str) -> None:
+        """`headers` (credentials) are sent only to the origin of `trusted_url`, the profile's url."""
         self.provider = provider
         self.headers = {**(headers or {}), "Tus-Resumable": TUS_VERSION}
+        self.bare = {"Tus-Resumable": TUS_VERSION}
+        self.origin = origin(trusted_url)
+        self.warned = False
 
     @property
     def session(self) -> requests.Session:
         return self.provider.env.session
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        """The headers for a request to `url`: the credentials only on the profile's own origin.
+
+        Withholding rather than refusing: servers that put uploads on a storage host of their own
+        (capability URLs, as Vimeo's tus links) need none, and one that does answers 401/403,
+        which `check` explains."""
+        if origin(url) == self.origin or len(self.headers) == len(self.bare):
+            return self.headers
+        if not self.warned:
+            self.warned = True
+            self.provider.env.warn(
+                f"the upload lives at {_origin_text(url)}, not at the profile's {_origin_text(self.origin)}: "
+                "its credentials and extra headers are not sent there"
+            )
+        return self.bare
 
     def check(self, response: requests.Response, ok: tuple[int, ...]) -> None:
         """Raise unless `ok`; a 412 means the server speaks another tus version (a profile problem)."""
@@ -128,10 +152,17 @@ class TusClient:
             if response.status_code == 413 and response.headers.get("Tus-Max-Size"):
                 exc.hint = f"the server accepts at most {format_size(int(response.headers['Tus-Max-Size']))}"
             raise
+        except AuthError as exc:
+            if response.url and origin(response.url) != self.origin:
+                exc.hint = (
+                    f"tmpup sends the profile's credentials only to {_origin_text(self.origin)}; if "
+                    f"{_origin_text(response.url)} is yours too, make it the profile's url"
+                )
+            raise
 
     def create(self, create_url: str, length: int, metadata: Mapping[str, str]) -> tuple[str, dt.datetime | None]:
         """POST a new upload; return its absolute URL (a relative `Location` is resolved) and expiry."""
-        headers = {**self.headers, "Upload-Length": str(length)}
+        headers = {**self.headers_for(create_url), "Upload-Length": str(length)}
         if metadata:
             headers["Upload-Metadata"] = encode_metadata(metadata)
         with self.provider.transport_errors("tus upload creation"):
@@ -153,7 +184,7 @@ class TusClient:
         """HEAD with retries (423 included): the upload's offset, length, expiry and metadata."""
         with self.provider.transport_errors("tus HEAD"):
             response = self.provider.env.retrier.send(
-                lambda: self.session.head(upload_url, headers=self.headers),
+                lambda: self.session.head(upload_url, headers=self.headers_for(upload_url)),
                 what="tus HEAD",
                 retry_statuses=RETRY_STATUSES | {423},
             )
@@ -180,7 +211,8 @@ class TusClient:
         """DELETE (the termination extension); raises like any other request."""
         with self.provider.transport_errors("tus termination"):
             response = self.provider.env.retrier.send(
-                lambda: self.session.delete(upload_url, headers=self.headers), what="tus termination"
+                lambda: self.session.delete(upload_url, headers=self.headers_for(upload_url)),
+                what="tus termination",
             )
         response.close()
         self.check(response, ok=(200, 204))
@@ -200,21 +232,43 @@ def upload_with_tus(
 ) -> TusOutcome:
     """Upload `source` with tus, resuming a matching interrupted upload.
 
-    `headers` (credentials included) go on every request and are never stored; `metadata` values
+    `headers` (credentials included) go on every request to the origin of `create_url` (only
+    there) and are never stored; `metadata` values
     are Base64-encoded; `ttl` (seconds, counted from creation as Qlik does) sets the record's
     expiry when the server sends no `Upload-Expires`; `terminate` lets a superseded upload (the
     file changed) be deleted on the server, where termination is offered.
     """
     from tmpup.protocols.tus_transfer import Transfer
 
-    client = TusClient(provider, headers)
+    client = TusClient(provider, headers, create_url)
     transfer = Transfer(client, source, options, task, create_url, dict(metadata or {}), ttl, terminate)
     return transfer.run()
 
 
-def resume_command(path: str) -> str:
-    """What a user types to continue the interrupted upload of `path`."""
-    return f"tmpup resume {shlex.quote(path)}"
+def resume_command(path: str, key: str) -> str:
+    """What a user types to continue the interrupted upload of `path` (record `key`).
+
+    The path when it can be pasted back; the record's key when it holds bytes that are not UTF-8
+    or characters that are not printable, which messages show as `?` (a different file)."""
+    if path.isprintable() and not any("\udc80" <= ch <= "\udcff" for ch in path):
+        return f"tmpup resume {shlex.quote(path)}"
+    return f"tmpup resume {key}"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the default port filled in: what credentials are scoped to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a garbled port: an origin of its own, matching nothing trusted
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _origin_text(url: str | tuple[str, str, int | None]) -> str:
+    scheme, host, port = origin(url) if isinstance(url, str) else url
+    return f"{scheme}://{host}:{port}"
 
 
 def has_resume_record(provider: Provider, source: Source) -> bool:
@@ -234,6 +288,7 @@ __all__: list[str] = [
     "decode_metadata",
     "encode_metadata",
     "has_resume_record",
+    "origin",
     "parse_http_date",
     "resume_command",
     "upload_with_tus",

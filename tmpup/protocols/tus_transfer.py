@@ -3,8 +3,10 @@
 1. Under the per-record lock (two overlapping cron runs never feed one upload), the resume record
    of this profile, provider and file is looked up. It is continued only if the file is the same
    (absolute path, size, mtime, hash of its first and last MiB), the endpoint and name are the
-   same and it has not expired; HEAD then says where the server is. A 404/410 means the server
-   forgot the upload: a new one starts, and the user is told so.
+   same, the TTL asked for (if any: Qlik's `--ttl`, `TMPUP_TTL`, the profile's `ttl`) is the one
+   the upload was created with, and it has not expired; HEAD then says where the server is, and
+   the progress display starts there. Otherwise, or on a 404/410 (the server forgot the upload),
+   a new upload starts and the user is told why, in one line.
 2. Otherwise POST creates an upload and the record is written (atomically, 0600, no credentials)
    before the first PATCH, so even a process killed with SIGKILL can be resumed.
 3. PATCH streams the file from the server's offset: by default the whole remainder in one request
@@ -13,7 +15,11 @@
    server's `Upload-Offset` is trusted over our own count. 409 -> HEAD and realign;
    423/429/5xx/network -> back off, HEAD, continue; 404/410 -> a new upload; 412/413/415 are fatal.
 4. Success deletes the record. A failure, Ctrl-C or SIGTERM keeps it, and the error's hint holds
-   the command that continues it (`tmpup resume FILE`).
+   the command that continues it (`tmpup resume FILE`). The record's offset is written exact only
+   when the server confirmed it after the last PATCH (a short HEAD at that moment): bytes handed to
+   the socket are not bytes stored, so otherwise it stays the last confirmed one, marked as a lower
+   bound (`resume --list` shows "at least ..."). A process killed by SIGKILL writes nothing more,
+   and its record keeps such a lower bound.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from tmpup.protocols.tus import (
 )
 from tmpup.sources import CANCEL, check_cancel
 from tmpup.state import ResumeRecord, record_key
-from tmpup.units import format_size
+from tmpup.units import format_duration, format_size
 
 if TYPE_CHECKING:
     from tmpup.progress import Task
@@ -51,6 +57,8 @@ MAX_RESTARTS = 2
 MAX_LOCKED = 12
 #: Seconds between rewrites of the record's informational offset during a chunked upload.
 SAVE_INTERVAL = 2.0
+#: How long a stopping upload may spend asking the server where it is (a Ctrl-C must stay quick).
+KEEP_PROBE_SECONDS = 2.0
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -76,7 +84,8 @@ class Transfer:
         self.task = task
         self.create_url = create_url
         self.metadata = metadata
-        self.ttl = ttl
+        self.new_ttl = ttl  # the TTL a new upload is created with (in `metadata` too)
+        self.ttl = ttl  # the TTL of the upload being fed: a resumed one keeps its own
         self.terminate = terminate
         self.state = provider.env.state
         # stdin is spooled to a temp file that is gone after this run: nothing to resume from.
@@ -92,6 +101,8 @@ class Transfer:
         self.resumed_from = 0
         self.announce = False
         self.need_sync = False
+        # A PATCH went out since the server last said where it is: it may hold more than `offset`.
+        self.in_doubt = False
         self.record_saved = False
         self.saved_at = 0.0
         self.restarts = 0
@@ -138,6 +149,8 @@ class Transfer:
                 self.offset = record.offset
                 self.created_at = dt.datetime.fromisoformat(record.created_at)
                 self.expires_at = dt.datetime.fromisoformat(record.expires_at) if record.expires_at else None
+                self.ttl = _record_ttl(record)
+                self.in_doubt = not record.offset_exact
                 self.resumed = self.announce = self.need_sync = self.record_saved = True
                 return
             self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
@@ -154,6 +167,14 @@ class Transfer:
             return "the interrupted upload went to another endpoint"
         if record.name != self.options.name:
             return f"the interrupted upload was named {record.name!r}"
+        old_ttl = _record_ttl(record)
+        if self.options.ttl is not None and self.new_ttl is not None and old_ttl not in (None, self.new_ttl):
+            # The user asked for another lifetime: continuing would silently keep the old one.
+            assert old_ttl is not None
+            return (
+                f"the interrupted upload was created with a TTL of {format_duration(old_ttl)}, "
+                f"not the {format_duration(self.new_ttl)} asked for"
+            )
         if record.expired(self.provider.env.clock()):
             return f"the interrupted upload expired at {record.expires_at}"
         return None
@@ -162,7 +183,8 @@ class Transfer:
         with contextlib.suppress(TmpupError):  # best effort: the server expires it anyway
             self.client.terminate(url)
 
-    def save(self) -> None:
+    def save(self, exact: bool = False) -> None:
+        """Write the record; `exact`: the upload has stopped and the server confirmed `offset` since."""
         assert self.identity is not None
         record = ResumeRecord(
             key=self.key,
@@ -176,35 +198,63 @@ class Transfer:
             expires_at=self.expires_at.isoformat() if self.expires_at else None,
             offset=self.offset,
             extra={"create_url": self.create_url, "ttl": self.ttl, "chunk_size": self.options.chunk_size},
+            offset_exact=exact,
         )
         self.state.save_record(record)
         self.record_saved = True
         self.saved_at = time.monotonic()
 
     def keep(self, exc: TmpupError) -> None:
-        """The upload stops here but can continue: say how in the error's hint."""
+        """The upload stops here but can continue: record where the server is, say how in the hint."""
         if not self.record_saved:
             return
-        with contextlib.suppress(OSError):  # the record on disk is only less fresh; keep the real error
-            self.save()
-        kept = f"the upload was kept; continue it with: {resume_command(self.path)}"
+        kept = f"the upload was kept; continue it with: {resume_command(self.path, self.key)}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
+        # The record on disk is only less fresh when a save fails: keep the real error.
+        with contextlib.suppress(OSError):
+            self.save(exact=not self.in_doubt)  # first the lower bound: a second Ctrl-C may come
+            if self.in_doubt and self.probe():
+                self.save(exact=True)
+
+    def probe(self) -> bool:
+        """Ask the server briefly where the stopped upload is; True when it said (`offset` updated).
+
+        A dangling PATCH can hold the upload for a moment (423) until the server sees the
+        connection closed; any other answer, a network error or a second Ctrl-C gives up at once."""
+        deadline = time.monotonic() + KEEP_PROBE_SECONDS
+        headers = self.client.headers_for(self.url)
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                response = self.client.session.head(self.url, headers=headers, timeout=(left, left))
+                response.close()
+                if response.status_code == 423:
+                    time.sleep(0.05)  # not CANCEL.wait: it is set when Ctrl-C brought us here
+                    continue
+                offset = header_int(response.headers.get("Upload-Offset"))
+                if response.status_code not in (200, 204) or offset is None or offset > self.size:
+                    return False
+                self.offset, self.in_doubt = offset, False
+                return True
+        except (requests.RequestException, Interrupted):
+            return False
+        return False
 
     def outcome(self) -> TusOutcome:
-        return TusOutcome(self.url, self.created_at, self.expires_at, self.resumed, self.resumed_from)
+        return TusOutcome(self.url, self.created_at, self.expires_at, self.resumed, self.resumed_from, self.ttl)
 
     # -- the protocol ---------------------------------------------------------------------------
 
     def create(self) -> None:
         self.created_at = self.provider.env.clock()
         self.url, expires = self.client.create(self.create_url, self.size, self.metadata)
+        self.ttl = self.new_ttl
         if self.ttl is not None:
             by_ttl = self.created_at + dt.timedelta(seconds=self.ttl)
             expires = min(expires, by_ttl) if expires else by_ttl
         self.expires_at = expires
         self.offset = 0
-        self.need_sync = False
+        self.need_sync = self.in_doubt = False
         if self.keep_records:
             self.save()
 
@@ -220,6 +270,7 @@ class Transfer:
         self.resumed = self.announce = False
         self.resumed_from = 0
         self.create()
+        self.task.resume_at(0)  # back to zero is not negative throughput
 
     def loop(self) -> None:
         """HEAD when out of sync, PATCH while bytes remain; every answer moves `offset` or backs off."""
@@ -281,7 +332,7 @@ class Transfer:
                 self.client.check(response, ok=())
 
     def head(self) -> requests.Response:
-        return self.client.session.head(self.url, headers=self.client.headers)
+        return self.client.session.head(self.url, headers=self.client.headers_for(self.url))
 
     def patch(self) -> requests.Response:
         remaining = self.size - self.offset
@@ -289,7 +340,12 @@ class Transfer:
         length = remaining if not chunk else min(chunk, remaining)
         self.task.set_completed(self.offset)
         body = self.source.slice(self.offset, length, progress=self.task.advance)
-        headers = {**self.client.headers, "Upload-Offset": str(self.offset), "Content-Type": OFFSET_OCTET_STREAM}
+        headers = {
+            **self.client.headers_for(self.url),
+            "Upload-Offset": str(self.offset),
+            "Content-Type": OFFSET_OCTET_STREAM,
+        }
+        self.in_doubt = True
         return self.client.session.patch(self.url, data=body, headers=headers)
 
     def accept(self, response: requests.Response, method: str) -> None:
@@ -300,7 +356,7 @@ class Transfer:
                 self.restart(f"the server's upload holds {status.length} bytes, the file {self.size}")
                 return
             self.offset = status.offset
-            self.need_sync = False
+            self.need_sync = self.in_doubt = False
             if status.expires_at is not None:
                 self.expires_at = status.expires_at
             if self.announce:
@@ -308,6 +364,8 @@ class Transfer:
                 self.resumed_from = self.offset
                 pct = 100 * self.offset // self.size if self.size else 100
                 self.note(f"resuming at {format_size(self.offset)} of {format_size(self.size)} ({pct}%)")
+                # The bar starts where the server is; those bytes are not this run's throughput.
+                self.task.resume_at(self.offset)
                 if self.keep_records:
                     self.save()  # `tmpup resume --list` shows where the server is
             self.task.set_completed(self.offset)
@@ -323,6 +381,7 @@ class Transfer:
                 provider=self.provider.id,
             )
         self.offset = new
+        self.in_doubt = False
         self.task.set_completed(new)
         expires = parse_http_date(response.headers.get("Upload-Expires"))
         if expires is not None:
@@ -337,3 +396,9 @@ class Transfer:
         # An Event wait rather than sleep: Ctrl-C in a -j run wakes worker threads at once.
         if CANCEL.wait(delay):
             check_cancel()
+
+
+def _record_ttl(record: ResumeRecord) -> int | None:
+    """The TTL an interrupted upload was created with (None: the provider has none, or unknown)."""
+    ttl = (record.extra or {}).get("ttl")
+    return int(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None

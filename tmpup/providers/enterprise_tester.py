@@ -24,7 +24,7 @@ import mimetypes
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import IntegrityError, NotFoundError, TmpupError, UsageError
+from tmpup.errors import IntegrityError, NotFoundError, UnexpectedAnswer, UsageError
 from tmpup.protocols.multipart import MultipartBody, Part, header_params
 from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.providers.download import open_ranged_download
@@ -145,7 +145,7 @@ class EnterpriseTesterProvider(Provider):
             location = response.headers.get("Location") or ""
             set_id = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1]
         if not set_id:
-            raise TmpupError(
+            raise UnexpectedAnswer(
                 "enterprise-tester: creating a temporary attachment set answered without its Id",
                 hint="check the profile's url (the base including the application path)",
                 provider=self.id,
@@ -202,7 +202,7 @@ class EnterpriseTesterProvider(Provider):
         body = self.json_body(response)
         raw = body.get("Items") if isinstance(body, dict) else None
         if not isinstance(raw, list):
-            raise TmpupError("enterprise-tester: the set answered without an Items list", provider=self.id)
+            raise UnexpectedAnswer("enterprise-tester: the set answered without an Items list", provider=self.id)
         items = [
             {
                 "id": item.get("Id"),

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import IntegrityError, TmpupError, UsageError
+from tmpup.errors import IntegrityError, UnexpectedAnswer, UsageError
 from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.providers.download import open_ranged_download
 
@@ -147,7 +147,7 @@ class Kf5Provider(Provider):
         body = self.json_body(response)
         attachment = body.get("attachment") if isinstance(body, dict) else None
         if not isinstance(attachment, dict) or attachment.get("id") is None:
-            raise TmpupError(
+            raise UnexpectedAnswer(
                 f"kf5: {what} answered {response.status_code} without an attachment",
                 hint="check the profile's url (it must be your KF5 domain, e.g. https://acme.kf5.com)",
                 provider=self.id,
@@ -193,7 +193,7 @@ class Kf5Provider(Provider):
         attachment_id = self.resolve(id)
         content_url = self._get(attachment_id).get("content_url")
         if not isinstance(content_url, str) or not content_url.startswith(("http://", "https://")):
-            raise TmpupError(f"kf5: attachment {attachment_id} has no content_url to download", provider=self.id)
+            raise UnexpectedAnswer(f"kf5: attachment {attachment_id} has no content_url to download", provider=self.id)
         # The content_url carries the token; the account's credentials only go to the account's own origin.
         headers = self._headers() if _origin(content_url) == _origin(self.base) else {}
         headers.pop("Accept", None)
@@ -216,7 +216,7 @@ class Kf5Provider(Provider):
             self.check_response(response)
         body = self.json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("attachments"), list):
-            raise TmpupError(
+            raise UnexpectedAnswer(
                 f"kf5: {url} answered without an attachment list",
                 hint="check the profile's url (it must be your KF5 domain, e.g. https://acme.kf5.com)",
                 provider=self.id,

@@ -33,6 +33,7 @@ from tmpup.errors import (
     IntegrityError,
     NotFoundError,
     TmpupError,
+    UnexpectedAnswer,
     UsageError,
 )
 from tmpup.protocols.multipart import MultipartBody, Part, header_params
@@ -135,7 +136,7 @@ class PyrusProvider(Provider):
             body = self.json_body(response)
             token = body.get("access_token") if isinstance(body, dict) else None
             if not isinstance(token, str) or not token:
-                raise AuthError(
+                raise UnexpectedAnswer(
                     f"pyrus: {self.auth_url} answered without an access_token",
                     hint="check the profile's url (it must be the accounts base) or auth_url",
                     provider=self.id,
@@ -214,7 +215,7 @@ class PyrusProvider(Provider):
         guid = answer.get("guid") if isinstance(answer, dict) else None
         remote_md5 = answer.get("md5_hash") if isinstance(answer, dict) else None
         if not isinstance(guid, str) or not guid:
-            raise TmpupError("pyrus: the upload answered without a guid", provider=self.id)
+            raise UnexpectedAnswer("pyrus: the upload answered without a guid", provider=self.id)
         sent_md5 = md5.hexdigest()
         if not isinstance(remote_md5, str) or remote_md5.lower() != sent_md5:
             raise IntegrityError(

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any, ClassVar
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import InputError, TmpupError
+from tmpup.errors import ConfigError, InputError, UnexpectedAnswer
 from tmpup.http import RateRule
 from tmpup.progress import Task
 from tmpup.providers.base import (
@@ -55,6 +55,7 @@ def check_ttl(ttl: int | None) -> int:
 class QlikProvider(Provider):
     id: ClassVar[str] = "qlik"
     description: ClassVar[str] = "Qlik Cloud temp-contents (raw upload, tus resumable uploads, TTL up to 3 days)"
+    resumable: ClassVar[bool] = True
     keys: ClassVar[tuple[KeySpec, ...]] = (
         KeySpec("url", "url", required=True, help="tenant base, e.g. https://acme.eu.qlikcloud.com"),
         KeySpec("token", secret=True, required=True, help="API key or OAuth access token (Bearer)"),
@@ -139,10 +140,15 @@ class QlikProvider(Provider):
             self.check_response(response, ok=(200, 201))
         temp_id = id_from_location(response.headers.get("Location"))
         if not temp_id:
-            raise TmpupError(
-                f"qlik: the upload answered {response.status_code} without a Location header",
+            # Success without the one thing Qlik always answers: not a Qlik tenant (a web page, a proxy).
+            from tmpup.http import describe_body
+
+            body = describe_body(response)
+            raise ConfigError(
+                f"qlik: the upload answered {response.status_code} without a Location header"
+                + (f" ({body})" if body else ""),
                 provider=self.id,
-                hint="the url may not point at a Qlik Cloud tenant",
+                hint="check the profile's url: it must be the tenant's base, e.g. https://acme.eu.qlikcloud.com",
             )
         return UploadResult(
             id=temp_id,
@@ -175,9 +181,13 @@ class QlikProvider(Provider):
         # The tus upload id is the temp-content id (gopherciser uses path.Base of the upload URL).
         temp_id = id_from_location(outcome.upload_url)
         if not temp_id:
-            raise TmpupError(f"qlik: tus answered an upload URL without an id: {outcome.upload_url}", provider=self.id)
-        # A resumed upload keeps the TTL it was created with; its record knows when it expires.
-        expires_at = outcome.expires_at or outcome.created_at + dt.timedelta(seconds=ttl)
+            raise UnexpectedAnswer(
+                f"qlik: tus answered an upload URL without an id: {outcome.upload_url}", provider=self.id
+            )
+        # A resumed upload keeps the TTL it was created with (a different one asked for explicitly
+        # starts a new upload instead: tus_transfer's `stale`), so report that TTL and its expiry.
+        upload_ttl = outcome.ttl if outcome.ttl is not None else ttl
+        expires_at = outcome.expires_at or outcome.created_at + dt.timedelta(seconds=upload_ttl)
         return UploadResult(
             id=temp_id,
             name=options.name,
@@ -185,7 +195,7 @@ class QlikProvider(Provider):
             url=self.content_url(temp_id),
             expires_at=expires_at,
             resumed=outcome.resumed,
-            extra={"ttl": ttl, "upload_url": outcome.upload_url},
+            extra={"ttl": upload_ttl, "upload_url": outcome.upload_url},
         )
 
     # -- info / download ------------------------------------------------------------------------
@@ -201,7 +211,7 @@ class QlikProvider(Provider):
             return Info(id, {"id": id, "status": "incomplete (a resumable upload has not finished)"})
         body = self.json_body(response)
         if not isinstance(body, dict):
-            raise TmpupError("qlik: /details answered something that is not a JSON object", provider=self.id)
+            raise UnexpectedAnswer("qlik: /details answered something that is not a JSON object", provider=self.id)
         size = body.get("Size")
         with contextlib.suppress(TypeError, ValueError):
             size = int(size) if size is not None else None
@@ -229,7 +239,27 @@ class QlikProvider(Provider):
         probe = "000000000000000000000000"
         with self.transport_errors("check"):
             response = self.env.session.get(f"{self.content_url(probe)}/details", headers=self._auth())
-        if response.status_code in (404, 410):
+        if response.status_code in (404, 410) and self._is_qlik_error(response):
             return f"reached {self.base} and the token was accepted"
-        self.check_response(response, ok=(200, 204))
-        return f"reached {self.base} and the token was accepted"
+        if response.status_code in (200, 204, 404, 410):
+            # A success for an id that cannot exist, or a 404 that is not Qlik's: another server.
+            from tmpup.http import describe_body
+
+            body = describe_body(response)
+            raise ConfigError(
+                f"qlik: {self.base} answered {response.status_code}" + (f" with {body}" if body else "")
+                + ", not as Qlik's temp-contents API would",
+                provider=self.id,
+                hint="check the profile's url: it must be the tenant's base, e.g. https://acme.eu.qlikcloud.com",
+            )
+        self.check_response(response, ok=())
+        raise AssertionError("unreachable: check_response raises for every status")  # pragma: no cover
+
+    def _is_qlik_error(self, response: Any) -> bool:
+        """Whether an error answer is Qlik's JSON envelope ({"errors": [{"code", "title"}]})."""
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return isinstance(errors, list) and bool(errors) and isinstance(errors[0], dict) and "code" in errors[0]

@@ -19,7 +19,7 @@ import base64
 import datetime as dt
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from tmpup.errors import IntegrityError, TmpupError
+from tmpup.errors import IntegrityError, UnexpectedAnswer
 from tmpup.providers.base import KeySpec, Provider, UploadOptions, UploadResult
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class ThuliumProvider(Provider):
         answer = self.json_body(response)
         token = answer.get("token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
-            raise TmpupError(
+            raise UnexpectedAnswer(
                 f"thulium: the upload of {source.display} answered {response.status_code} without a token",
                 hint="check the profile's url (it must be your Thulium system, e.g. https://acme.thulium.com)",
                 provider=self.id,
@@ -137,15 +137,35 @@ class ThuliumProvider(Provider):
 
     # -- check ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _thulium_answer(response: requests.Response, key: str) -> bool:
+        """Whether the answer is Thulium's JSON with `key` (its error envelope, or an upload's token)."""
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and bool(body.get(key))
+
     def check(self) -> str:
         # The API has nothing to read. A POST without the required filename (and without a body)
         # creates nothing: the server refuses it as incomplete (400) once it has accepted the
         # credentials, and refuses the credentials first (401/403) when they are wrong.
         with self.transport_errors("check"):
             response = self.env.session.post(self.endpoint, data=b"", headers=self._headers())
-        if response.status_code in (400, 422):
-            return f"reached {self.base} and the API user {self.settings.get('username')!r} was accepted"
-        if response.status_code in (200, 201):
-            return f"reached {self.base}; the API user {self.settings.get('username')!r} was accepted"
+        user = self.settings.get("username")
+        if response.status_code in (400, 422) and self._thulium_answer(response, "errors"):
+            return f"reached {self.base} and the API user {user!r} was accepted"
+        if response.status_code in (200, 201) and self._thulium_answer(response, "token"):
+            return f"reached {self.base}; the API user {user!r} was accepted"
+        if response.status_code in (200, 201, 400, 422):
+            # Answered, but not as Thulium does: a web page or another API at that url.
+            from tmpup.http import describe_body
+
+            body = describe_body(response) or "no body"
+            raise UnexpectedAnswer(
+                f"thulium: {self.endpoint} answered {response.status_code} with {body}, not as Thulium's API would",
+                hint="check the profile's url (it must be your Thulium system, e.g. https://acme.thulium.com)",
+                provider=self.id,
+            )
         self.check_response(response, ok=())
         raise AssertionError("unreachable")  # pragma: no cover - check_response raised

@@ -2,18 +2,19 @@
 core protocol offers besides.
 
 The profile's `url` is the creation endpoint itself (e.g. `https://host/files/`); `token` is an
-optional Bearer token and `headers` a table of extra headers sent with every request (neither is
-ever written to a resume record). Every upload is a tus upload (`protocols/tus.py`) and resumes by
-itself; `--no-resume` starts afresh and keeps no record. The id a user passes to `info`,
-`download` and `delete` is the upload URL or its last path segment. `info` is a HEAD (offset,
-length, metadata, expiry); `download` is a GET of the upload URL, which many servers allow
-(tusd, @tus/server, the emulator) and some do not; `delete` is tus termination where offered.
+optional Bearer token and `headers` a table of extra headers sent with every request to the
+origin of `url`, and only there (neither is ever written to a resume record). Every upload is a
+tus upload (`protocols/tus.py`) and resumes by itself; `--no-resume` starts afresh and keeps no
+record. The id a user passes to `info`, `download` and `delete` is the upload URL or its last
+path segment. `info` is a HEAD (offset, length, metadata, expiry); `download` is a GET of the
+upload URL, which many servers allow (tusd, @tus/server, the emulator) and some do not; `delete`
+is tus termination where offered.
 """
 
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
 
 from tmpup.errors import ConfigError, NotFoundError, TmpupError
@@ -21,10 +22,14 @@ from tmpup.progress import Task
 from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.sources import Source
 
+if TYPE_CHECKING:
+    from tmpup.protocols.tus import TusClient
+
 
 class TusProvider(Provider):
     id: ClassVar[str] = "tus"
     description: ClassVar[str] = "any tus 1.0.0 server (resumable uploads; download, info, delete where offered)"
+    resumable: ClassVar[bool] = True
     keys: ClassVar[tuple[KeySpec, ...]] = (
         KeySpec("url", "url", required=True, help="the tus creation endpoint, e.g. https://host/files/"),
         KeySpec("token", secret=True, help="optional Bearer token"),
@@ -36,6 +41,11 @@ class TusProvider(Provider):
     @property
     def create_url(self) -> str:
         return str(self.settings.get("url"))
+
+    def _client(self) -> TusClient:
+        from tmpup.protocols.tus import TusClient
+
+        return TusClient(self, self._headers(), self.create_url)
 
     def _headers(self) -> dict[str, str]:
         headers = {str(k): str(v) for k, v in (self.settings.get("headers") or {}).items()}
@@ -92,10 +102,8 @@ class TusProvider(Provider):
     # -- info / download / delete ---------------------------------------------------------------
 
     def info(self, id: str) -> Info:
-        from tmpup.protocols.tus import TusClient
-
         url = self.upload_url(id)
-        status = TusClient(self, self._headers()).status(url)
+        status = self._client().status(url)
         complete = status.length is not None and status.offset >= status.length
         fields: dict[str, Any] = {
             "id": urlparse(url).path.rstrip("/").rsplit("/", 1)[-1],
@@ -112,18 +120,17 @@ class TusProvider(Provider):
     def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
         from tmpup.providers.download import open_ranged_download
 
+        url = self.upload_url(id)
         try:
-            return open_ranged_download(self, self.upload_url(id), offset=offset, headers=self._headers())
+            return open_ranged_download(self, url, offset=offset, headers=self._client().headers_for(url))
         except TmpupError as exc:
             if exc.status in (405, 501):
                 raise self.unsupported("download", "this server does not serve uploads by GET") from None
             raise
 
     def delete(self, id: str) -> None:
-        from tmpup.protocols.tus import TusClient
-
         try:
-            TusClient(self, self._headers()).terminate(self.upload_url(id))
+            self._client().terminate(self.upload_url(id))
         except TmpupError as exc:
             if exc.status in (405, 501):
                 raise self.unsupported("delete", "this server does not offer tus termination") from None
@@ -131,9 +138,7 @@ class TusProvider(Provider):
 
     def check(self) -> str:
         """OPTIONS proves a tus server is there; HEAD of an id that cannot exist proves the credentials."""
-        from tmpup.protocols.tus import TusClient
-
-        client = TusClient(self, self._headers())
+        client = self._client()
         with self.transport_errors("check"):
             options = self.env.session.options(self.create_url, headers=self._headers())
         options.close()
@@ -147,7 +152,7 @@ class TusProvider(Provider):
                 provider=self.id,
             )
         with self.transport_errors("check"):
-            probe = self.env.session.head(self.upload_url("0" * 32), headers=client.headers)
+            probe = self.env.session.head(self.upload_url("0" * 32), headers=client.headers)  # same origin
         probe.close()
         if probe.status_code not in (404, 410):
             self.check_response(probe, ok=(200, 204))
