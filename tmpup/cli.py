@@ -1,30 +1,27 @@
 """The Typer app: parse options, build a `Runtime`, call a command; `main()` is the ONE error boundary.
 
 Options that make sense everywhere (`-p`, `--json`, `-q`, `-v`, `--debug`, `--timeout`, `--retries`,
-`--insecure`, `--ca-bundle`, `--config`) are added to every command by `@common`, so they go after the
-subcommand where users type them. Nothing heavy is imported at module level: `tmpup --help` and
-`--version` stay fast; commands import what they need when they run.
+`--insecure`, `--ca-bundle`, `--config`) are added to every command by `@common` (`cli_options`), so
+they go after the subcommand where users type them; `tmpup serve` lives in `cli_serve`. Nothing heavy
+is imported at module level: `tmpup --help` and `--version` stay fast; commands import what they need
+when they run.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from tmpup import __version__
+from tmpup.cli_options import STATE, ProgressOpt, check_progress, common, input_error, size_option, with_options
+from tmpup.cli_serve import serve
 from tmpup.errors import ExitCode, Interrupted, TmpupError, UsageError
 from tmpup.runtime import GlobalOptions, Runtime
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="tmpup",
@@ -36,158 +33,6 @@ app = typer.Typer(
 )
 profiles_app = typer.Typer(help="List, show and check configuration profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
-
-_KW = inspect.Parameter.KEYWORD_ONLY
-
-
-def _opt(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, _KW, default=default, annotation=annotation)
-
-
-#: The options every command takes, in the order --help lists them.
-COMMON_OPTIONS = [
-    _opt(
-        "profile",
-        str | None,
-        typer.Option(
-            None,
-            "--profile",
-            "-p",
-            help="Profile to use (default: TMPUP_PROFILE, then default_profile).",
-            rich_help_panel="Common options",
-        ),
-    ),
-    _opt(
-        "json_output",
-        bool,
-        typer.Option(False, "--json", help="Print results as JSON Lines.", rich_help_panel="Common options"),
-    ),
-    _opt(
-        "quiet",
-        bool,
-        typer.Option(
-            False, "--quiet", "-q", help="Print nothing but results and errors.", rich_help_panel="Common options"
-        ),
-    ),
-    _opt(
-        "verbose",
-        bool,
-        typer.Option(
-            False,
-            "--verbose",
-            "-v",
-            help="Log each HTTP request (credentials masked).",
-            rich_help_panel="Common options",
-        ),
-    ),
-    _opt(
-        "debug",
-        bool,
-        typer.Option(
-            False,
-            "--debug",
-            help="Log headers too; show tracebacks of internal errors.",
-            rich_help_panel="Common options",
-        ),
-    ),
-    _opt(
-        "timeout",
-        str | None,
-        typer.Option(
-            None, "--timeout", help="Network timeout, e.g. 30s (default 60s).", rich_help_panel="Common options"
-        ),
-    ),
-    _opt(
-        "retries",
-        int | None,
-        typer.Option(
-            None, "--retries", min=0, help="Retries of failed requests (default 5).", rich_help_panel="Common options"
-        ),
-    ),
-    _opt(
-        "insecure",
-        bool,
-        typer.Option(
-            False, "--insecure", help="Do not verify TLS certificates (warns).", rich_help_panel="Common options"
-        ),
-    ),
-    _opt(
-        "ca_bundle",
-        Path | None,
-        typer.Option(
-            None, "--ca-bundle", help="PEM file of CA certificates to trust.", rich_help_panel="Common options"
-        ),
-    ),
-    _opt(
-        "config",
-        Path | None,
-        typer.Option(
-            None,
-            "--config",
-            help="Config file (default: TMPUP_CONFIG, then the user config dir).",
-            rich_help_panel="Common options",
-        ),
-    ),
-]
-_COMMON_NAMES = [p.name for p in COMMON_OPTIONS]
-
-
-def common(fn: F) -> F:
-    """Add COMMON_OPTIONS to a command; the command receives them as `g: GlobalOptions`."""
-    sig = inspect.signature(fn, eval_str=True)
-    own = [p for name, p in sig.parameters.items() if name not in ("g", "overrides")]
-
-    @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in _COMMON_NAMES}
-        timeout = values["timeout"]
-        if timeout is not None:
-            from tmpup.units import parse_duration
-
-            try:
-                timeout = parse_duration(timeout)
-            except ValueError as exc:
-                raise UsageError(f"--timeout: {exc}") from None
-            if timeout <= 0:
-                raise UsageError("--timeout must be more than 0, e.g. 30s")
-        g = GlobalOptions(
-            profile=values["profile"],
-            config=values["config"],
-            json=values["json_output"],
-            quiet=values["quiet"],
-            verbose=values["verbose"],
-            debug=values["debug"],
-            timeout=timeout,
-            retries=values["retries"],
-            insecure=values["insecure"],
-            ca_bundle=str(values["ca_bundle"]) if values["ca_bundle"] else None,
-        )
-        _STATE["debug"] = g.debug
-        return fn(g=g, **kwargs)
-
-    del wrapper.__wrapped__
-    wrapper.__signature__ = sig.replace(parameters=own + COMMON_OPTIONS)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + COMMON_OPTIONS}
-    return wrapper  # type: ignore[return-value]
-
-
-_STATE: dict[str, Any] = {"debug": False}
-
-ProgressOpt = Annotated[
-    str,
-    typer.Option(
-        "--progress",
-        help="auto (bar on a terminal, lines otherwise), bar, lines, json (events on stderr) or none.",
-        case_sensitive=False,
-    ),
-]
-
-
-def _check_progress(value: str) -> str:
-    value = value.lower()
-    if value not in ("auto", "bar", "lines", "json", "none"):
-        raise UsageError(f"--progress must be auto, bar, lines, json or none, not {value!r}")
-    return value
 
 
 def _version_callback(value: bool) -> None:
@@ -245,16 +90,16 @@ def upload(
         try:
             ttl_seconds = parse_duration(ttl)
         except ValueError as exc:
-            raise _input_error(f"--ttl: {exc}") from None
+            raise input_error(f"--ttl: {exc}") from None
         if ttl_seconds != int(ttl_seconds):
-            raise _input_error("--ttl must be whole seconds")
-    chunk = _size_option("--chunk-size", chunk_size)
+            raise input_error("--ttl must be whole seconds")
+    chunk = size_option("--chunk-size", chunk_size)
     if chunk is not None and chunk < 1:
         raise UsageError("--chunk-size must be at least 1 byte")
-    rate = _size_option("--limit-rate", limit_rate)
+    rate = size_option("--limit-rate", limit_rate)
     if rate is not None and rate < 1:
         raise UsageError("--limit-rate must be at least 1 byte per second")
-    g = _with(g, progress=_check_progress(progress))
+    g = with_options(g, progress=check_progress(progress))
     rt = Runtime.build(g)
     command.run(
         rt,
@@ -269,29 +114,6 @@ def upload(
             limit_rate=rate,
         ),
     )
-
-
-def _size_option(flag: str, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from tmpup.units import parse_size
-
-    try:
-        return parse_size(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
-
-
-def _input_error(message: str) -> TmpupError:
-    from tmpup.errors import InputError
-
-    return InputError(message)
-
-
-def _with(g: GlobalOptions, **changes: Any) -> GlobalOptions:
-    import dataclasses
-
-    return dataclasses.replace(g, **changes)
 
 
 # -- download / info / delete -----------------------------------------------------------------------
@@ -313,7 +135,7 @@ def download(
     """Download a file by id; never overwrites without --force."""
     from tmpup.commands import download as command
 
-    rt = Runtime.build(_with(g, progress=_check_progress(progress)))
+    rt = Runtime.build(with_options(g, progress=check_progress(progress)))
     command.run(rt, command.DownloadRequest(id=id, output=output, resume=resume, force=force))
 
 
@@ -365,7 +187,7 @@ def resume(
     chosen = sum(bool(x) for x in (target, all_, list_, clean))
     if chosen != 1:
         raise UsageError("give exactly one of FILE|ID, --all, --list or --clean")
-    rt = Runtime.build(_with(g, progress=_check_progress(progress)))
+    rt = Runtime.build(with_options(g, progress=check_progress(progress)))
     if list_:
         command.list_records(rt)
     elif clean:
@@ -402,7 +224,7 @@ def profiles_show(
     """Show a profile's resolved settings; secrets are masked."""
     from tmpup.commands import profiles as command
 
-    command.show(Runtime.build(_with(g, profile=name or g.profile)))
+    command.show(Runtime.build(with_options(g, profile=name or g.profile)))
 
 
 @profiles_app.command("check")
@@ -417,7 +239,7 @@ def profiles_check(
     """Check that a profile can reach its service and authenticate."""
     from tmpup.commands import profiles as command
 
-    command.check(Runtime.build(_with(g, profile=name or g.profile)))
+    command.check(Runtime.build(with_options(g, profile=name or g.profile)))
 
 
 @app.command()
@@ -429,235 +251,7 @@ def providers(*, g: GlobalOptions) -> None:
     command.providers(Runtime.build(g))
 
 
-# -- serve ----------------------------------------------------------------------------------------
-
-
-@app.command()
-def serve(
-    host: Annotated[
-        str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0 = any free port).")
-    ] = 8470,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where to keep uploaded bytes (default: a temp dir).")
-    ] = None,
-    access_log: Annotated[bool, typer.Option("--access-log", help="Log each request to stderr.")] = False,
-    cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--cert",
-            exists=True,
-            dir_okay=False,
-            help="Serve HTTPS with this PEM certificate (chain); it may hold the key too.",
-            rich_help_panel="TLS and limits",
-        ),
-    ] = None,
-    key: Annotated[
-        Path | None,
-        typer.Option(
-            "--key",
-            exists=True,
-            dir_okay=False,
-            help="PEM private key of --cert.",
-            rich_help_panel="TLS and limits",
-        ),
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option(
-            "--max-size",
-            metavar="SIZE",
-            help="Largest upload the providers accept, e.g. 10M: 413 above it; tus sends it as Tus-Max-Size "
-            "(default: no limit; Pyrus 250 MiB).",
-            rich_help_panel="TLS and limits",
-        ),
-    ] = None,
-    idle_timeout: Annotated[
-        str,
-        typer.Option(
-            "--idle-timeout",
-            metavar="DURATION",
-            help="Drop a connection that sends nothing for this long (0 = never); a stalled upload keeps "
-            "the bytes that arrived and is no longer locked.",
-            rich_help_panel="TLS and limits",
-        ),
-    ] = "60s",
-    qlik_token: Annotated[
-        str | None,
-        typer.Option(
-            "--qlik-token",
-            envvar="TMPUP_EMULATOR_QLIK_TOKEN",
-            help="Qlik API key (Bearer).",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    tus_token: Annotated[
-        str | None,
-        typer.Option(
-            "--tus-token",
-            envvar="TMPUP_EMULATOR_TUS_TOKEN",
-            help="Bearer token the tus server requires (default: no auth).",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    thulium_username: Annotated[
-        str | None,
-        typer.Option(
-            "--thulium-username",
-            envvar="TMPUP_EMULATOR_THULIUM_USERNAME",
-            help="Thulium API user.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    thulium_password: Annotated[
-        str | None,
-        typer.Option(
-            "--thulium-password",
-            envvar="TMPUP_EMULATOR_THULIUM_PASSWORD",
-            help="Thulium API password.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    pyrus_login: Annotated[
-        str | None,
-        typer.Option(
-            "--pyrus-login",
-            envvar="TMPUP_EMULATOR_PYRUS_LOGIN",
-            help="Pyrus bot login.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    pyrus_security_key: Annotated[
-        str | None,
-        typer.Option(
-            "--pyrus-security-key",
-            envvar="TMPUP_EMULATOR_PYRUS_SECURITY_KEY",
-            help="Pyrus bot security key.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    kf5_email: Annotated[
-        str | None,
-        typer.Option(
-            "--kf5-email",
-            envvar="TMPUP_EMULATOR_KF5_EMAIL",
-            help="KF5 agent e-mail.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    kf5_password: Annotated[
-        str | None,
-        typer.Option(
-            "--kf5-password",
-            envvar="TMPUP_EMULATOR_KF5_PASSWORD",
-            help="KF5 agent password.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    kf5_api_token: Annotated[
-        str | None,
-        typer.Option(
-            "--kf5-api-token",
-            envvar="TMPUP_EMULATOR_KF5_API_TOKEN",
-            help="KF5 API token (used with the e-mail instead of the password).",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    et_username: Annotated[
-        str | None,
-        typer.Option(
-            "--et-username",
-            envvar="TMPUP_EMULATOR_ET_USERNAME",
-            help="Enterprise Tester user.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-    et_password: Annotated[
-        str | None,
-        typer.Option(
-            "--et-password",
-            envvar="TMPUP_EMULATOR_ET_PASSWORD",
-            help="Enterprise Tester password.",
-            rich_help_panel="Demo credentials",
-        ),
-    ] = None,
-) -> None:
-    """Run the local emulator of all six provider APIs (for trying tmpup and for tests).
-
-    The demo credentials are printed at start; each one not given keeps its built-in demo value.
-    Every credential option can also come from its TMPUP_EMULATOR_* environment variable (shown
-    with each option): prefer that for secrets, since a command line shows in `ps` and in shell
-    history.
-    """
-    from tmpup.units import parse_duration
-
-    size = _size_option("--max-size", max_size)
-    try:
-        idle = parse_duration(idle_timeout)
-    except ValueError as exc:
-        raise UsageError(f"--idle-timeout: {exc}") from None
-    if idle < 0:
-        raise UsageError("--idle-timeout must be 0 (never) or more, e.g. 60s")
-    if key is not None and cert is None:
-        raise UsageError("--key needs --cert")
-    given = {
-        "qlik_token": qlik_token,
-        "tus_token": tus_token,
-        "thulium_username": thulium_username,
-        "thulium_password": thulium_password,
-        "pyrus_login": pyrus_login,
-        "pyrus_security_key": pyrus_security_key,
-        "kf5_email": kf5_email,
-        "kf5_password": kf5_password,
-        "kf5_api_token": kf5_api_token,
-        "et_username": et_username,
-        "et_password": et_password,
-    }
-    for field, value in given.items():
-        if value is not None and not value.strip():
-            # An empty secret would make "no credentials" a valid login; the value is never echoed.
-            option = "--" + field.replace("_", "-")
-            raise UsageError(f"{option} (or TMPUP_EMULATOR_{field.upper()}) must not be empty")
-
-    from tmpup.emulator.context import Credentials
-    from tmpup.emulator.server import BindError, serve_forever, tls_context
-
-    credentials = Credentials(**{field: value for field, value in given.items() if value is not None})
-    ssl_context = None
-    if cert is not None:
-        try:
-            ssl_context = tls_context(cert, key)
-        except OSError as exc:  # ssl.SSLError included: not PEM, or the key does not match
-            files = f"--cert {cert}" + (f" --key {key}" if key is not None else "")
-            raise UsageError(
-                f"cannot load the TLS certificate ({files}): {exc.strerror or exc}",
-                hint="give a PEM certificate and the PEM private key that belongs to it",
-            ) from None
-    try:
-        serve_forever(
-            host=host,
-            port=port,
-            data_dir=data_dir,
-            credentials=credentials,
-            max_size=size,
-            access_log=access_log,
-            ssl_context=ssl_context,
-            idle_timeout=idle or None,
-        )
-    except BindError as exc:
-        # Exit 2 (usage error), not 1 (a bug) nor 7 (rejected input is about the data to upload):
-        # the --host/--port the user chose cannot be used right now, and the fix is another value.
-        import errno
-
-        if exc.errno == errno.EADDRINUSE:
-            hint = "choose another --port (--port 0 takes any free one) or stop the program using it"
-        elif exc.errno == errno.EACCES:
-            hint = "ports below 1024 need privileges; choose another --port"
-        else:
-            hint = "check --host: an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for all"
-        raise UsageError(str(exc), hint=hint) from None
+app.command("serve")(serve)
 
 
 # -- the error boundary ------------------------------------------------------------------------------
@@ -707,10 +301,8 @@ def _run(args: list[str]) -> int:
         code = int(result) if isinstance(result, int) else 0
     except TmpupError as exc:
         _cancel()
-        _error(str(exc))
+        _error(str(exc))  # an expected failure: its message is the whole story (--debug traces bugs only)
         code = int(exc.exit_code)
-        if _STATE["debug"]:
-            traceback.print_exc()
     except KeyboardInterrupt:
         _cancel()
         _error("interrupted")
@@ -743,7 +335,7 @@ def _run(args: list[str]) -> int:
             f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
             f"of the same command run with --debug"
         )
-        if _STATE["debug"]:
+        if STATE["debug"]:
             traceback.print_exc()
         code = int(ExitCode.INTERNAL)
     return code

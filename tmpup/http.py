@@ -26,6 +26,7 @@ import requests.adapters
 
 from tmpup import __version__
 from tmpup.headers import is_secret_name
+from tmpup.sources import check_cancel, pause
 
 USER_AGENT = f"tmpup/{__version__}"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -46,7 +47,7 @@ class HttpOptions:
     retries: int = 5
     ca_bundle: str | None = None
     insecure: bool = False
-    pool_size: int = 16
+    pool_size: int = 32  # keep-alive connections per host: one per `-j` worker (upload.MAX_JOBS)
 
 
 def redact_url(url: str | None) -> str:
@@ -122,7 +123,7 @@ class RateLimiter:
 
         self.rules = rules
         self.clock = clock
-        self.sleep = sleep or self._cancellable_sleep
+        self.sleep = sleep or pause
         self._lock = threading.Lock()
         self._sent: dict[RateRule, collections.deque[float]] = {rule: collections.deque() for rule in rules}
 
@@ -142,18 +143,10 @@ class RateLimiter:
                     sent.append(now)
                     return waited
                 wait = sent[0] + rule.period - now
-            from tmpup.sources import check_cancel
-
             check_cancel()
             self.sleep(wait)
             waited += wait
 
-    @staticmethod
-    def _cancellable_sleep(seconds: float) -> None:
-        from tmpup.sources import CANCEL, check_cancel
-
-        CANCEL.wait(seconds)
-        check_cancel()
 
 
 class _Session(requests.Session):
@@ -312,7 +305,7 @@ class Retrier:
         base: float = 0.5,
         cap: float = 30.0,
         max_retry_after: float = 300.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         rng: Callable[[], float] = random.random,
         notify: Callable[[str], None] = lambda message: None,
     ) -> None:
@@ -320,7 +313,7 @@ class Retrier:
         self.base = base
         self.cap = cap
         self.max_retry_after = max_retry_after
-        self.sleep = sleep
+        self.sleep = sleep or pause
         self.rng = rng
         self.notify = notify
 

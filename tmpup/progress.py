@@ -124,9 +124,12 @@ class _Overall:
         self.lock = threading.Lock()
         emit(self, "start")
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, *, carried: bool = False) -> None:
+        """`n` more bytes; `carried` ones were sent by an earlier run (they count, but not as speed)."""
         with self.lock:
             self.completed += n
+            if carried:
+                self.carried += n
             now = self.clock()
             if now - self.last >= self.interval:
                 self.last = now
@@ -188,8 +191,7 @@ class _CountingTask:
         """The server already holds `n` bytes: the count jumps there, the rate starts afresh."""
         with self.lock:
             if self.overall is not None:
-                self.overall.add(n - self.completed)
-                self.overall.carried += n - self.completed
+                self.overall.add(n - self.completed, carried=True)
             self.completed = self.start_completed = n
             self.since = self.clock()
             self.emit(self, "resume")

@@ -37,6 +37,15 @@ def check_cancel() -> None:
         raise Interrupted("interrupted")
 
 
+def pause(seconds: float) -> None:
+    """Sleep that Ctrl-C/SIGTERM ends at once, in worker threads too (where no signal handler runs).
+
+    Every wait of tmpup's (back-off, Retry-After, rate limits, --limit-rate) goes through here.
+    """
+    if CANCEL.wait(seconds):
+        check_cancel()
+
+
 class Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
     def hexdigest(self) -> str: ...
@@ -191,7 +200,7 @@ class Throttle:
 
         self.rate = max(1, rate)
         self.clock = clock or time.monotonic
-        self.sleep = sleep or time.sleep
+        self.sleep = sleep or pause
         self.start: float | None = None
         self.sent = 0
 

@@ -11,6 +11,7 @@ uploads that were kept.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import stat
 import sys
@@ -32,11 +33,14 @@ from tmpup.errors import (
     UsageError,
 )
 from tmpup.output import result_record
-from tmpup.providers.base import MultiUploader, UploadOptions
+from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
 from tmpup.runtime import Runtime
 from tmpup.sources import CANCEL, ContiguousHash, Source, Throttle, check_cancel, open_source
 
 MAX_NAME_LENGTH = 255
+#: As many as the HTTP session keeps connections alive for (`http.HttpOptions.pool_size`): more
+#: would not be faster, only open and drop connections (and make urllib3 warn on stderr).
+MAX_JOBS = 32
 #: Seconds the main thread gives running uploads, after Ctrl-C, to stop and keep their resume records.
 STOP_GRACE = 5.0
 
@@ -89,8 +93,8 @@ def run(rt: Runtime, request: UploadRequest) -> None:
         raise UsageError("stdin ('-') can be given only once")
     if "-" in files and request.name is None:
         raise UsageError("uploading stdin needs a name", hint="tmpup upload - --name NAME")
-    if request.jobs < 1:
-        raise UsageError("-j/--jobs must be at least 1")
+    if not 1 <= request.jobs <= MAX_JOBS:
+        raise UsageError(f"-j/--jobs must be between 1 and {MAX_JOBS}")
     if request.name is not None:
         check_name(request.name)
 
@@ -234,7 +238,7 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
         name = check_name(request.name) if request.name else check_name(source.default_name, from_disk=True)
         options = _options(rt, request, name)
         if request.limit_rate:
-            source.throttle = _throttle(request.limit_rate)
+            source.throttle = Throttle(request.limit_rate)
         hasher = ContiguousHash(source) if request.checksum else None
         if hasher is not None:
             source.observers.append(hasher)
@@ -248,16 +252,7 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
             raise
         task.set_completed(source.size)
         task.finish()
-        record = result_record(
-            profile=rt.settings.profile,
-            provider=rt.settings.provider,
-            file=str(source.path.resolve()) if not source.temporary else "-",
-            result=result,
-            sha256=hasher.finish() if hasher is not None else None,
-            uploaded_at=started,
-        )
-        rt.state.add_receipt(record)
-        return record, None
+        return _receipt(rt, source, result, hasher, started), None
     except Exception as exc:
         if len(request.files) == 1 or (isinstance(exc, TmpupError) and exc.exit_code == ExitCode.INTERRUPTED):
             raise
@@ -294,14 +289,20 @@ def _label(arg: str) -> str:
     return Path(arg).name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") or arg
 
 
-def _throttle(rate: int) -> Throttle:
-    """`--limit-rate` whose pauses end at once on Ctrl-C (in worker threads too)."""
-    return Throttle(rate, sleep=_pause)
-
-
-def _pause(seconds: float) -> None:
-    if CANCEL.wait(seconds):
-        check_cancel()
+def _receipt(
+    rt: Runtime, source: Source, result: UploadResult, hasher: ContiguousHash | None, started: dt.datetime
+) -> dict[str, Any]:
+    """The file's result record (section 2's JSON), appended to the receipts before it is printed."""
+    record = result_record(
+        profile=rt.settings.profile,
+        provider=rt.settings.provider,
+        file=str(source.path.resolve()) if not source.temporary else "-",
+        result=result,
+        sha256=hasher.finish() if hasher is not None else None,
+        uploaded_at=started,
+    )
+    rt.state.add_receipt(record)
+    return record
 
 
 def _options(rt: Runtime, request: UploadRequest, name: str) -> UploadOptions:
@@ -353,7 +354,7 @@ def _run_multi(rt: Runtime, request: UploadRequest) -> None:
             )
         if sources:
             hashers = [ContiguousHash(s) if request.checksum else None for s in sources]
-            throttle = _throttle(request.limit_rate) if request.limit_rate else None
+            throttle = Throttle(request.limit_rate) if request.limit_rate else None
             for source, hasher in zip(sources, hashers, strict=True):
                 source.throttle = throttle
                 if hasher is not None:
@@ -379,16 +380,7 @@ def _run_multi(rt: Runtime, request: UploadRequest) -> None:
                 rt.progress.stop()
             for source, result, hasher in zip(sources, results, hashers, strict=True):
                 source.check_unchanged()
-                record = result_record(
-                    profile=rt.settings.profile,
-                    provider=rt.settings.provider,
-                    file=str(source.path.resolve()) if not source.temporary else "-",
-                    result=result,
-                    sha256=hasher.finish() if hasher is not None else None,
-                    uploaded_at=started,
-                )
-                rt.state.add_receipt(record)
-                rt.output.result(record, provider.handle)
+                rt.output.result(_receipt(rt, source, result, hasher, started), provider.handle)
     finally:
         for source in sources:
             source.cleanup()

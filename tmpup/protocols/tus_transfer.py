@@ -41,7 +41,7 @@ from tmpup.protocols.tus import (
     parse_http_date,
     resume_command,
 )
-from tmpup.sources import CANCEL, check_cancel
+from tmpup.sources import check_cancel, pause
 from tmpup.state import ResumeRecord, record_key
 from tmpup.units import format_duration, format_size
 
@@ -393,9 +393,7 @@ class Transfer:
         retrier = self.provider.env.retrier
         delay = retrier.delay(attempt, response)
         self.note(f"{what}; retrying in {delay:.1f}s ({attempt}/{limit})")
-        # An Event wait rather than sleep: Ctrl-C in a -j run wakes worker threads at once.
-        if CANCEL.wait(delay):
-            check_cancel()
+        pause(delay)  # Ctrl-C in a -j run wakes worker threads at once
 
 
 def _record_ttl(record: ResumeRecord) -> int | None:
