@@ -191,3 +191,41 @@ def test_bytes_parts_and_boundaries_are_unique() -> None:
     )
     with pytest.raises(ValueError):
         MultipartBody([])
+
+
+# -- hashes computed beside the transfer ------------------------------------------------------------
+
+
+def test_hashes_on_their_own_thread_equal_hashlib_through_resets_and_idle_gaps() -> None:
+    import hashlib
+    import random
+    import time
+
+    from tmpup.sources import HashLane, ResettableHash
+
+    rng = random.Random(7)
+    blocks = [rng.randbytes(rng.choice([1, 100, 70_000, 1 << 20])) for _ in range(40)]
+    md5 = ResettableHash("md5")
+    for block in blocks[:10]:
+        md5.update(block)
+    md5.reset()  # a retry starts over: only what follows counts
+    for i, block in enumerate(blocks):
+        md5.update(block)
+        if i == 20:
+            time.sleep(HashLane.IDLE * 1.5)  # the thread ends when idle and a new one takes over
+    assert md5.hexdigest() == hashlib.md5(b"".join(blocks)).hexdigest()
+    md5.update(b"more")  # usable after a digest, as hashlib is
+    assert md5.hexdigest() == hashlib.md5(b"".join(blocks) + b"more").hexdigest()
+
+
+def test_a_failing_update_is_raised_to_the_caller() -> None:
+    from tmpup.sources import HashLane
+
+    lane = HashLane()
+
+    def boom() -> None:
+        raise ValueError("kaboom")
+
+    lane.submit(boom)
+    with pytest.raises(ValueError, match="kaboom"):
+        lane.drain()
