@@ -1,7 +1,14 @@
-"""The HTTP layer's policies: retries with backoff and Retry-After, client-side pacing, redaction."""
+"""The HTTP layer's policies: retries with backoff and Retry-After, client-side pacing, redaction, and
+what the session takes from the environment (proxies, CA bundle variables; never ~/.netrc)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_file, run, sha256_file
 from tmpup.http import RateLimiter, RateRule, Retrier, redact_headers
 
 
@@ -31,3 +38,74 @@ def test_backoff_grows_with_full_jitter_and_honours_retry_after() -> None:
 def test_redact_headers() -> None:
     shown = redact_headers({"Authorization": "Bearer abc", "Cookie": "s=1", "Content-Type": "text/plain"})
     assert shown == {"Authorization": "****", "Cookie": "****", "Content-Type": "text/plain"}
+
+
+# -- what the session takes from the environment --------------------------------------------------
+
+
+class _Proxy:
+    """A plain-HTTP forward proxy that answers every request itself and remembers its request line."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                seen.append(self.requestline)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(201)
+                self.send_header("Location", "/api/v1/temp-contents/0123456789abcdef01234567")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_proxy_variables_are_honoured_and_no_proxy_bypasses_them(
+    qlik_profile: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _Proxy()
+    try:
+        src = make_file(tmp_path / "p.bin", 1000)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "example.invalid")
+        through = run("upload", str(src), "--no-resume", "--progress", "none")
+        assert through.code == 0, through.err
+        # A proxied request names the absolute URL: it went to the proxy, not to the emulator.
+        assert len(proxy.seen) == 1 and proxy.seen[0].startswith(f"POST {emulator.url}/qlik/api/v1/temp-contents")
+        assert emulator.store.blobs("qlik") == []
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = run("upload", str(src), "--no-resume", "--progress", "none")
+        assert direct.code == 0, direct.err
+        assert len(proxy.seen) == 1
+        assert emulator.blob_sha256("qlik", direct.out.strip()) == sha256_file(src)
+    finally:
+        proxy.close()
+
+
+def test_a_netrc_entry_never_replaces_the_profiles_credentials(
+    qlik_profile: str, emulator: Any, isolated: Path, tmp_path: Path
+) -> None:
+    # requests, trusting the environment, would send ~/.netrc's login as Basic auth instead of the
+    # profile's Bearer token whenever the host has an entry there.
+    netrc = isolated / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-token\n")
+    netrc.chmod(0o600)
+    src = make_file(tmp_path / "n.bin", 1000)
+    result = run("upload", str(src), "--no-resume", "--progress", "none")
+    assert result.code == 0, result.err
+    assert emulator.blob_sha256("qlik", result.out.strip()) == sha256_file(src)

@@ -162,3 +162,15 @@ def test_a_missing_ca_bundle_is_a_configuration_error(
     assert result.code == 3
     assert "nonexistent.pem" in assert_one_error_line(result)
     assert https_emulator.store.blobs("qlik") == []
+
+
+def test_requests_ca_bundle_alone_is_honoured(
+    https_emulator: Emulator, config_path: Path, ca_pem: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tmpup reads the environment once per run, not per request (the session's trust_env is off):
+    # a private CA named only by REQUESTS_CA_BUNDLE (corporate machines, CI images) still counts.
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_pem))
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "env-ca.bin", 20_000)
+    uploaded(run("upload", str(src), "--json", "--progress", "none"), https_emulator, src)

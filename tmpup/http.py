@@ -167,6 +167,20 @@ class _Session(requests.Session):
             _read_whole(response)
         return response
 
+    def rebuild_proxies(self, prepared_request: requests.PreparedRequest, proxies: Any) -> dict[str, str]:
+        """A redirect's target gets the environment's proxies for its own host, as requests does when
+        it trusts the environment (this session does not: see make_session)."""
+        from requests.utils import get_auth_from_url, resolve_proxies
+
+        headers = prepared_request.headers
+        scheme = urlsplit(prepared_request.url or "").scheme
+        new_proxies: dict[str, str] = resolve_proxies(prepared_request, proxies, trust_env=True)
+        headers.pop("Proxy-Authorization", None)
+        username, password = get_auth_from_url(new_proxies[scheme]) if scheme in new_proxies else (None, None)
+        if not scheme.startswith("https") and username and password:
+            headers["Proxy-Authorization"] = requests.auth._basic_auth_str(username, password)
+        return new_proxies
+
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect to another origin, drop every header that may be a credential.
 
@@ -233,6 +247,11 @@ def make_session(
     rate_rules: tuple[RateRule, ...] = (),
 ) -> requests.Session:
     session = _Session(log, debug, RateLimiter(rate_rules) if rate_rules else None)
+    # No environment lookups per request: requests would scan os.environ for proxies twice and stat
+    # ~/.netrc on every request (a sixth of a small upload's time), and a ~/.netrc entry for the
+    # API's host would replace the profile's Authorization. `_with_defaults` reads the proxies and
+    # the CA bundle variables once instead.
+    session.trust_env = False
     session.headers["User-Agent"] = USER_AGENT
     # Retries are ours (Retrier), not urllib3's: urllib3 cannot rewind a streamed body.
     adapter = requests.adapters.HTTPAdapter(
@@ -266,14 +285,26 @@ def _with_defaults(
     redirects (credentials stripped across origins by `_Session.rebuild_auth`).
     """
     default = (min(10.0, timeout), timeout)
+    # The session does not consult the environment itself (`trust_env` is off, see make_session):
+    # what requests would read there on every request is read once here.
+    import os
+
+    tls = verify if verify is not None else (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
+    proxies: dict[tuple[str, str], dict[str, str]] = {}
 
     def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", default)
         if method.upper() not in ("GET", "HEAD", "OPTIONS"):
             # An upload is never sent on to wherever a redirect points: the answer is reported instead.
             kwargs.setdefault("allow_redirects", False)
-        if verify is not None:
-            kwargs.setdefault("verify", verify)
+        if tls is not None:
+            kwargs.setdefault("verify", tls)
+        if "proxies" not in kwargs:
+            parts = urlsplit(url)
+            origin = (parts.scheme, parts.netloc)
+            if origin not in proxies:  # HTTP(S)_PROXY, honouring NO_PROXY, once per origin
+                proxies[origin] = requests.utils.get_environ_proxies(url)
+            kwargs["proxies"] = proxies[origin]
         return request(method, url, **kwargs)
 
     return wrapped
