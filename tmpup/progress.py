@@ -414,6 +414,19 @@ class _RichTask:
         bar.stop_task(self.task_id)
 
 
+def _speed_column() -> Any:
+    """Speed in the binary units of the sizes beside it (rich's TransferSpeedColumn says MB/s)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{format_size(speed)}/s", style="progress.data.speed")
+
+    return SpeedColumn()
+
+
 class RichProgress:
     """A rich bar per transfer on stderr, plus a total bar when several files go.
 
@@ -436,7 +449,6 @@ class RichProgress:
             TaskProgressColumn,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
         from rich.progress import Progress as Bar
 
@@ -445,7 +457,7 @@ class RichProgress:
             BarColumn(),
             TaskProgressColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            _speed_column(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             refresh_per_second=8,
