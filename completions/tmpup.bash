@@ -25,10 +25,10 @@ _tmpup() {
         esac
     done
     case "$prev" in
-        --cert|--chunk-size|--et-password|--et-username|--host|--idle-timeout|--jobs|--key|--kf5-api-token|--kf5-email|--kf5-password|--limit-rate|--max-size|--name|--port|--pyrus-login|--pyrus-security-key|--qlik-token|--retries|--thulium-password|--thulium-username|--timeout|--ttl|--tus-token|-j) return ;;
+        --chunk-size|--et-password|--et-username|--host|--idle-timeout|--jobs|--kf5-api-token|--kf5-email|--kf5-password|--limit-rate|--max-size|--name|--port|--pyrus-login|--pyrus-security-key|--qlik-token|--retries|--thulium-password|--thulium-username|--timeout|--ttl|--tus-token|-j) return ;;
         --progress) COMPREPLY=($(compgen -W "auto bar lines json none" -- "$cur")); return ;;
         --profile|-p) COMPREPLY=($(compgen -W "$(_tmpup_profiles)" -- "$cur")); return ;;
-        --ca-bundle|--config|--output|-o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --ca-bundle|--cert|--config|--key|--output|-o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     esac
     case "$path" in

@@ -63,11 +63,15 @@ def collect() -> list[Cmd]:
                 continue
             names = [*param.opts, *param.secondary_opts]
             kind = ""
+            # typer's Path options (--cert, --key, ...) are click Path types named path, file or directory.
+            path_type = getattr(param.type, "name", "") in ("path", "file", "directory")
             if PROFILE_OPTS & set(names):
                 kind = "profile"
-            elif FILE_OPTS & set(names):
-                kind = "file"
             elif DIR_OPTS & set(names):
+                kind = "dir"
+            elif FILE_OPTS & set(names) or (path_type and getattr(param.type, "file_okay", True)):
+                kind = "file"
+            elif path_type:
                 kind = "dir"
             elif "--progress" in names:
                 kind = "progress"

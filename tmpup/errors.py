@@ -66,6 +66,8 @@ class TmpupError(Exception):
         self.status = status
         self.provider = provider
         self.url = url
+        #: What continues the interrupted upload this error stopped (`tmpup resume ...`), if one was kept.
+        self.resume_command: str | None = None
 
     def __str__(self) -> str:
         text = self.message

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from tmpup.providers.base import UploadResult
@@ -28,6 +28,17 @@ RESULT_FIELDS = (
     "sha256",
     "resumed",
 )
+
+
+def _inline(value: Any) -> str:
+    """One value on one line: a table as `k=v, ...`, a list comma-separated, true/false lowercase."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_inline(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_inline(v) for v in value)
+    return str(value)
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -83,6 +94,18 @@ class Output:
                 text = json.dumps(record, default=str)
         out.write(text + "\n")
         out.flush()
+
+    def fields(self, fields: Mapping[str, Any]) -> None:
+        """Aligned `key  value` lines for people; a list of records gets a short line per record."""
+        shown = {k: v for k, v in fields.items() if v is not None}
+        width = max((len(k) for k in shown), default=0)
+        for key, value in shown.items():
+            if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+                self.line(f"{key.ljust(width)}  {len(value)}")
+                for item in value:
+                    self.line(f"{''.ljust(width)}  - {_inline(item)}")
+            else:
+                self.line(f"{key.ljust(width)}  {_inline(value)}")
 
     def line(self, text: str) -> None:
         out = self.stream()

@@ -356,7 +356,9 @@ def open_source(arg: str, *, stdin: BinaryIO | None = None, spool_dir: Path | No
 def _spool_stdin(stream: BinaryIO, spool_dir: Path | None) -> Source:
     """Copy stdin to a private temp file so the upload has a length and can be retried."""
     if spool_dir is not None:
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        # The state dir first: mkdir's mode does not apply to the parents it creates.
+        spool_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spool_dir.mkdir(exist_ok=True, mode=0o700)
     fd, name = tempfile.mkstemp(prefix="stdin-", suffix=".spool", dir=spool_dir)
     try:
         with os.fdopen(fd, "wb") as out:

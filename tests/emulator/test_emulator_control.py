@@ -22,7 +22,7 @@ def test_health(emu: Emulator) -> None:
     body = response.json()
     assert body["status"] == "ok"
     assert body["mounts"]["qlik"] == f"{emu.url}/qlik"
-    assert body["mounts"]["tus"] == f"{emu.url}/tus"
+    assert body["mounts"]["tus"] == f"{emu.url}/tus/files/" == emu.mount_url("tus")  # a profile's url
     assert set(body["mounts"]) == set(emu.mounts)
     assert body["faults"] == 0
     assert datetime.fromisoformat(body["time"]).tzinfo is not None

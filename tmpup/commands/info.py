@@ -43,8 +43,4 @@ def _render(rt: Runtime, info: Info) -> None:
     if rt.output.json_mode:
         rt.output.json({k: v for k, v in info.fields.items()})
         return
-    width = max((len(k) for k in info.fields), default=0)
-    for key, value in info.fields.items():
-        if value is None:
-            continue
-        rt.output.line(f"{key.ljust(width)}  {value}")
+    rt.output.fields(info.fields)

@@ -50,9 +50,7 @@ def show(rt: Runtime) -> dict[str, Any]:
     if rt.output.json_mode:
         rt.output.json(shown)
     else:
-        width = max(len(k) for k in shown)
-        for key, value in shown.items():
-            rt.output.line(f"{key.ljust(width)}  {value}")
+        rt.output.fields(shown)
     return shown
 
 

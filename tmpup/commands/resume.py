@@ -124,7 +124,9 @@ def resume(rt: Runtime, target: str | None) -> None:
         if not records:
             raise NotFoundError(f"no interrupted upload matches {target!r}", hint="see them with 'tmpup resume --list'")
     if not records:
-        raise NotFoundError("there is no interrupted upload to resume")
+        # Exit 5 ("no resume record", DESIGN.md section 4), --all included; a nightly job that runs
+        # `tmpup resume --all` treats 5 as "nothing left to do".
+        raise NotFoundError("there is no interrupted upload to resume", hint="tmpup resume --list shows them")
     errors: list[TmpupError] = []
     for record in records:
         try:

@@ -202,8 +202,8 @@ def _interrupted(rt: Runtime, futures: list[Future[_Outcome]], printed: int, exc
     kept = []
     for future in futures:
         error = future.exception() if future.done() and not future.cancelled() else None
-        if isinstance(error, Interrupted) and error.hint and (start := error.hint.find("tmpup resume ")) >= 0:
-            kept.append(error.hint[start:])  # `Transfer.keep` ends the hint with the command
+        if isinstance(error, Interrupted) and error.resume_command:
+            kept.append(error.resume_command)
     message = exc.message if isinstance(exc, Interrupted) else "interrupted"
     message = f"{message}; {uploaded} of {len(futures)} files uploaded"
     if not kept:

@@ -126,10 +126,12 @@ class EmulatorApp:
         route = (request.method, subpath.rstrip("/") or "/")
         try:
             if route == ("GET", "/health"):
+                root = request.root_url.rstrip("/")
                 return json_response(
                     {
                         "status": "ok",
-                        "mounts": {m: f"{request.root_url.rstrip('/')}/{m}" for m in self.mounts},
+                        # What a profile's `url` is for each mount (tus: its creation endpoint).
+                        "mounts": {m: mount.profile_url(root) for m, mount in self.mounts.items()},
                         "time": self.ctx.clock.now().isoformat(),
                         "faults": len(self.ctx.faults),
                     }

@@ -208,7 +208,8 @@ class Transfer:
         """The upload stops here but can continue: record where the server is, say how in the hint."""
         if not self.record_saved:
             return
-        kept = f"the upload was kept; continue it with: {resume_command(self.path, self.key)}"
+        exc.resume_command = resume_command(self.path, self.key)
+        kept = f"the upload was kept; continue it with: {exc.resume_command}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
         # The record on disk is only less fresh when a save fails: keep the real error.
@@ -262,7 +263,7 @@ class Transfer:
         self.restarts += 1
         if self.restarts > MAX_RESTARTS:
             raise GoneError(
-                f"{self.provider.id}: {self.source.display}: {why}, for the {self.restarts}th time",
+                f"{self.provider.id}: {self.source.display}: {why}, after {self.restarts - 1} new uploads already",
                 hint="the upload expires before it can finish: use a longer --ttl or a faster link",
                 provider=self.provider.id,
             )

@@ -259,7 +259,8 @@ class Provider(abc.ABC):
         try:
             yield
         except requests.exceptions.SSLError as exc:
-            raise TransientError(
+            # Exit 3, not 10: waiting does not make a certificate trusted; a CA bundle (or the right url) does.
+            raise ConfigError(
                 f"{self.id}: TLS failure during {what}: {_short(exc)}",
                 hint="pass --ca-bundle FILE for a private CA (or --insecure to skip verification)",
                 provider=self.id,

@@ -121,6 +121,11 @@ class QlikProvider(Provider):
         return None if value is None else int(value)
 
     def _upload_raw(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
+        if options.chunk_size is not None:
+            self.env.warn(
+                f"{source.display}: --chunk-size applies to resumable (tus) uploads; this one goes in one request "
+                "(--resumable makes it resumable)"
+            )
         started = self.env.clock()
         url = f"{self.base}{API}"
         params = {"filename": options.name, "ttl": str(ttl)}
