@@ -239,3 +239,59 @@ def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     assert result.code == 3, result.err
     assert "HTML page" in result.err and "Traceback" not in result.err
     assert result.err.count("\n") == 1
+
+
+# -- answers in every form the API documents ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "/api/v1/temp-contents/{id}",  # what the emulator answers
+        "/v1/temp-contents/{id}",  # the form in Qlik's own examples
+        "https://tenant.example/api/v1/temp-contents/{id}",  # absolute
+        "/api/v1/temp-contents/{id}/",  # a trailing slash
+        "/api/v1/temp-contents/{id}?inline=1",  # a query
+    ],
+)
+def test_the_id_is_the_last_segment_of_any_location_form(
+    qlik_profile: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    mount = emulator.mounts["qlik"]
+    upload = mount.upload
+
+    def answer_in_form(request: Any) -> Any:
+        response = upload(request)
+        blob_id = response.headers["Location"].rsplit("/", 1)[-1]
+        response.headers["Location"] = form.format(id=blob_id)
+        return response
+
+    monkeypatch.setattr(mount, "upload", answer_in_form)
+    src = make_file(tmp_path / "f.bin", 5000)
+    result = run("upload", str(src), "--no-resume", "--json", "--progress", "none")
+    assert result.code == 0, result.err
+    record = json.loads(result.out)
+    assert emulator.blob_sha256("qlik", record["id"]) == sha256_file(src)
+    assert len(record["id"]) == 24 and "/" not in record["id"] and "?" not in record["id"]
+
+
+@pytest.mark.parametrize("size", ["number", "string"])
+def test_info_takes_size_as_a_string_or_a_number(
+    qlik_profile: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    src = make_file(tmp_path / "f.bin", 4321)
+    upload_id = run("upload", str(src), "--no-resume", "--progress", "none").out.strip()
+    mount = emulator.mounts["qlik"]
+    details = mount.details
+
+    def sized(request: Any, id: str) -> Any:
+        response = details(request, id)
+        body = json.loads(response.get_data())
+        body["Size"] = int(body["Size"]) if size == "number" else str(body["Size"])
+        response.set_data(json.dumps(body))
+        return response
+
+    monkeypatch.setattr(mount, "details", sized)
+    info = run("info", upload_id, "--json")
+    assert info.code == 0, info.err
+    assert json.loads(info.out)["size"] == 4321
