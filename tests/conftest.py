@@ -85,6 +85,12 @@ def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
 @pytest.fixture
 def qlik_profile(emulator: Any, config_path: Path) -> str:
     """A `qlik` default profile pointing at the emulator, with the token in a file."""
+    return write_qlik_profile(emulator, config_path)
+
+
+def write_qlik_profile(emulator: Any, config_path: Path, *, retries: int = 2, extra: str = "") -> str:
+    """Write the default profile `q` (provider qlik) for `emulator`, its token in a file; `extra` is
+    more TOML lines for the profile."""
     secret = config_path.parent / "qlik-token"
     secret.write_text(emulator.credentials.qlik_token + "\n")
     write_config(
@@ -94,9 +100,10 @@ def qlik_profile(emulator: Any, config_path: Path) -> str:
 
         [profiles.q]
         provider = "qlik"
-        url = "{emulator.url}/qlik"
+        url = "{emulator.mount_url("qlik")}"
         token_file = "{secret}"
-        retries = 2
+        retries = {retries}
+        {extra}
         """,
     )
     return "q"

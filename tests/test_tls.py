@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.conftest import Result, make_file, run, run_process, sha256_file, write_config
+from tests.conftest import Result, make_file, run, run_process, sha256_file, write_qlik_profile
 from tmpup.emulator import Emulator
 
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -60,21 +60,7 @@ def ca_variables(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 def qlik_profile(emu: Emulator, config_path: Path, extra: str = "") -> None:
-    secret = config_path.parent / "qlik-token"
-    secret.write_text(emu.credentials.qlik_token + "\n")
-    write_config(
-        config_path,
-        f"""
-        default_profile = "q"
-
-        [profiles.q]
-        provider = "qlik"
-        url = "{emu.mount_url("qlik")}"
-        token_file = "{secret}"
-        retries = 1
-        {extra}
-        """,
-    )
+    write_qlik_profile(emu, config_path, retries=1, extra=extra)
 
 
 def uploaded(result: Result, emu: Emulator, src: Path) -> dict[str, Any]:
