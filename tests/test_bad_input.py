@@ -227,6 +227,15 @@ def test_devices_and_pipes_are_refused_with_the_stdin_hint(qlik_env: Any, tmp_pa
     assert qlik_env.store.blobs("qlik") == []
 
 
+def test_a_proc_file_that_says_it_is_empty_is_refused_not_sent_empty(qlik_env: Any, tmp_path: Path) -> None:
+    # /proc files report a size of 0 whatever they hold: uploading "0 bytes" would lose the content.
+    assert_error(run("upload", "/proc/self/status", "--progress", "none"), 7, "/proc/self/status", "tmpup upload -")
+    assert qlik_env.store.blobs("qlik") == []
+    empty = tmp_path / "really-empty.txt"
+    empty.write_bytes(b"")
+    assert run("upload", str(empty), "--progress", "none").code == 0  # a truly empty file is fine
+
+
 def test_stdin_only_when_asked_and_with_a_name(qlik_env: Any) -> None:
     assert_error(run("upload", "-"), 2, "--name")
     assert_error(run("upload", "-", "-", "--name", "x"), 2)

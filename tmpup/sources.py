@@ -346,10 +346,16 @@ def open_source(arg: str, *, stdin: BinaryIO | None = None, spool_dir: Path | No
     if not os.access(path, os.R_OK):
         raise InputError(f"{arg}: permission denied")
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as fh:
+            # /proc and /sys files say they are empty and are not: their length is unknown until read.
+            pseudo = st.st_size == 0 and fh.read(1) != b""
     except OSError as exc:
         raise InputError(f"{arg}: cannot open ({exc.strerror or exc})") from None
+    if pseudo:
+        raise InputError(
+            f"{arg}: reports a size of 0 but has content (a /proc or /sys file?)",
+            hint=f"upload a copy, or through stdin: tmpup upload - --name NAME < {arg}",
+        )
     return Source(path, arg, st.st_size, st.st_mtime_ns)
 
 
