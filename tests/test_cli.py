@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run_process, write_config
+from tests.conftest import make_file, run_process, sha256_file, write_config
 from tmpup.emulator import Fault
 
 ANSI = re.compile(r"\x1b\[")
@@ -217,3 +217,24 @@ def test_no_ansi_and_lines_progress_off_a_terminal(qlik_profile: str, tmp_path: 
     result = run_process("upload", str(src), "--progress", "auto", env={"TERM": "xterm-256color"})
     assert result.code == 0
     assert not ANSI.search(result.out + result.err)
+
+
+def test_a_reader_that_goes_away_ends_nothing(
+    qlik_profile: str, emulator: Any, state_dir: Path, tmp_path: Path
+) -> None:
+    """`tmpup upload a b c --debug 2>&1 | head -3`: the pipe closes early; every file still uploads."""
+    files = [make_file(tmp_path / f"{n}.bin", 300_000, seed=n) for n in range(3)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tmpup", "upload", *map(str, files), "--debug", "--no-resume", "--limit-rate", "1M"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()  # as `head -3` does
+    assert proc.wait(timeout=60) == 0
+    receipts = [json.loads(line) for line in (state_dir / "receipts.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in receipts] == ["0.bin", "1.bin", "2.bin"]
+    for receipt, src in zip(receipts, files, strict=True):
+        assert emulator.blob_sha256("qlik", receipt["id"]) == sha256_file(src)

@@ -295,3 +295,16 @@ def test_info_takes_size_as_a_string_or_a_number(
     info = run("info", upload_id, "--json")
     assert info.code == 0, info.err
     assert json.loads(info.out)["size"] == 4321
+
+
+def test_download_into_a_folder_that_does_not_exist_is_refused(qlik_profile: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "f.bin", 2000)
+    upload_id = run("upload", str(src), "--no-resume", "--progress", "none").out.strip()
+    missing = tmp_path / "dl"
+    result = run("download", upload_id, "-o", f"{missing}/", "--progress", "none")
+    assert result.code == 7, result.err
+    assert "no such directory" in result.err and not missing.exists()
+    missing.mkdir()
+    into = run("download", upload_id, "-o", f"{missing}/", "--progress", "none")
+    assert into.code == 0, into.err
+    assert sha256_file(missing / "f.bin") == sha256_file(src)

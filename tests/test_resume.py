@@ -332,6 +332,32 @@ def test_resume_on_a_profile_that_is_gone(
     assert "'t'" in result.err
 
 
+def test_a_record_of_the_environment_profile_never_continues_on_another(
+    qlik_profile: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, state_dir: Path, tmp_path: Path
+) -> None:
+    # Made with TMPUP_PROVIDER=tus (profile "env"); later the variables are gone and the config's
+    # default profile is a Qlik one: resuming must not send the file to Qlik instead.
+    src = make_file(tmp_path / "f.bin", 1000)
+    monkeypatch.setenv("TMPUP_PROVIDER", "tus")
+    monkeypatch.setenv("TMPUP_URL", emulator.mount_url("tus"))
+    row = interrupted(emulator, "tus", src)
+    assert row["profile"] == "env"
+    monkeypatch.delenv("TMPUP_PROVIDER")
+    monkeypatch.delenv("TMPUP_URL")
+    for args in (["resume", str(src)], ["resume", "--all"]):
+        result = run(*args, "--progress", "none")
+        assert result.code == 3, result.err
+        assert "TMPUP_PROVIDER=tus" in result.err
+    assert emulator.store.blobs("qlik") == []
+    assert [r["upload_url"] for r in records(state_dir)] == [row["upload_url"]]  # kept for later
+
+    monkeypatch.setenv("TMPUP_PROVIDER", "tus")
+    monkeypatch.setenv("TMPUP_URL", emulator.mount_url("tus"))
+    done = run("resume", str(src), "--json", "--progress", "none")
+    assert done.code == 0, done.err
+    assert emulator.blob_sha256("tus", json.loads(done.out)["id"]) == sha256_file(src)
+
+
 def test_a_damaged_record_is_ignored_and_replaced(
     tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
 ) -> None:

@@ -6,10 +6,12 @@ work. Messages for people go to stderr through `Messages`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from tmpup.providers.base import UploadResult
@@ -84,7 +86,6 @@ class Output:
             self.line(str(value))
 
     def json(self, record: Any) -> None:
-        out = self.stream()
         text = json.dumps(record, ensure_ascii=False, default=str)
         if not text.isascii():
             try:
@@ -92,8 +93,7 @@ class Output:
             except UnicodeEncodeError:
                 # A path with bytes that are not UTF-8 (surrogate escapes): \u escapes keep the line valid.
                 text = json.dumps(record, default=str)
-        out.write(text + "\n")
-        out.flush()
+        self._emit(text)
 
     def fields(self, fields: Mapping[str, Any]) -> None:
         """Aligned `key  value` lines for people; a list of records gets a short line per record."""
@@ -108,12 +108,18 @@ class Output:
                 self.line(f"{key.ljust(width)}  {_inline(value)}")
 
     def line(self, text: str) -> None:
-        out = self.stream()
         if not text.isascii():
             # A path with bytes that are not UTF-8 shows them as \xNN instead of failing to print.
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        out.write(text + "\n")
-        out.flush()
+        self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        # `tmpup upload a b c | head -1`: the reader may leave. The other files still upload, and
+        # every result stays in the receipts (`tmpup info`), so a closed stdout ends nothing.
+        out = self.stream()
+        with _guard(out):
+            out.write(text + "\n")
+            out.flush()
 
 
 class Messages:
@@ -127,9 +133,10 @@ class Messages:
         self.stream = stream
 
     def _write(self, text: str) -> None:
-        out = self.stream()
-        out.write(text + "\n")
-        out.flush()
+        with stderr_guard():
+            out = self.stream()
+            out.write(text + "\n")
+            out.flush()
 
     def warn(self, text: str) -> None:
         self._write(f"tmpup: warning: {_clean(text)}")
@@ -144,6 +151,29 @@ class Messages:
 
     def error(self, text: str) -> None:
         self._write(f"tmpup: error: {_clean(text)}")
+
+
+@contextlib.contextmanager
+def stderr_guard() -> Iterator[None]:
+    """Writes to stderr that may find nobody reading (`tmpup ... 2>&1 | head -3`).
+
+    A log reader going away must not end (or corrupt) a transfer: the rest of stderr goes to
+    /dev/null and the upload carries on; its result still reaches stdout.
+    """
+    with _guard(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
+def _guard(stream: TextIO) -> Iterator[None]:
+    """A reader that went away (EPIPE): the rest of `stream` goes to /dev/null, the run carries on."""
+    try:
+        yield
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
 
 
 def _clean(text: str) -> str:

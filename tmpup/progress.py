@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TextIO
 
+from tmpup.output import stderr_guard
 from tmpup.units import format_duration, format_size
 
 Mode = Literal["auto", "bar", "lines", "json", "none"]
@@ -278,9 +279,10 @@ class LinesProgress:
 
     def _print(self, text: str) -> None:
         # One write per line: with -j several threads report, and print() writes the newline apart.
-        out = self.stream()
-        out.write(text + "\n")
-        out.flush()
+        with stderr_guard():
+            out = self.stream()
+            out.write(text + "\n")
+            out.flush()
 
     def _emit(self, task: _CountingTask, event: str) -> None:
         if event in ("start", "resume"):  # the upload says "resuming at ..." itself
@@ -341,7 +343,7 @@ class JsonProgress:
             "total": overall.total,
             "elapsed": round(overall.elapsed, 3),
         }
-        with self.lock:
+        with self.lock, stderr_guard():
             print(json.dumps(record), file=self.stream(), flush=True)
 
     def _emit(self, task: _CountingTask, event: str) -> None:
@@ -352,7 +354,7 @@ class JsonProgress:
             "total": task.total,
             "elapsed": round(task.elapsed, 3),
         }
-        with self.lock:
+        with self.lock, stderr_guard():
             print(json.dumps(record, ensure_ascii=False), file=self.stream(), flush=True)
 
     def start(self) -> None:
@@ -500,7 +502,9 @@ class RichProgress:
         return _RichTask(self, self.bar.add_task(label, total=total, completed=completed))
 
     def start(self) -> None:
-        self.bar.start()
+        with stderr_guard():
+            self.bar.start()
 
     def stop(self) -> None:
-        self.bar.stop()
+        with stderr_guard():
+            self.bar.stop()

@@ -80,6 +80,9 @@ def _why_no_download(provider_id: str) -> str:
 
 def _planned_target(rt: Runtime, request: DownloadRequest) -> Path | None:
     """The destination when it can be known before the request (-o FILE, or a receipt's name)."""
+    if request.output and request.output.endswith(("/", os.sep)) and not Path(request.output).is_dir():
+        # `-o dl/` means a folder: writing a file called `dl` would be a surprise.
+        raise InputError(f"{request.output}: no such directory", hint="create it first, or give -o a file name")
     if request.output and not Path(request.output).is_dir():
         return Path(request.output)
     receipt = rt.state.find_receipt(request.id, rt.settings.provider)

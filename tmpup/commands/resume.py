@@ -14,7 +14,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from tmpup.config import ENV_PROFILE_NAME
 from tmpup.errors import (
+    ConfigError,
     ExitCode,
     InputError,
     LockedError,
@@ -159,7 +161,21 @@ def _resume_one(rt: Runtime, record: ResumeRecord) -> None:
         chunk_size=int(chunk) if isinstance(chunk, int) and chunk > 0 else None,
         resumable=True,
     )
-    upload(rt.with_profile(record.profile), request)
+    on = rt.with_profile(record.profile)
+    settings = on.settings
+    if (settings.profile, settings.provider) != (record.profile, record.provider):
+        # The profile it was made with is not what the same name (or, for "env", the environment)
+        # gives now: continuing would send the file to another service, and leave this record behind.
+        if record.profile == ENV_PROFILE_NAME:
+            hint = f"set TMPUP_PROVIDER={record.provider} (and its TMPUP_URL, credentials) again, then resume"
+        else:
+            hint = f"restore profile {record.profile!r} (provider {record.provider}), or 'tmpup resume --clean'"
+        raise ConfigError(
+            f"{path}: its interrupted upload was made with profile {record.profile!r} (provider "
+            f"{record.provider}), but that now means profile {settings.profile!r} (provider {settings.provider})",
+            hint=hint,
+        )
+    upload(on, request)
 
 
 def _matches(record: ResumeRecord, target: str) -> bool:
