@@ -238,3 +238,21 @@ def test_a_reader_that_goes_away_ends_nothing(
     assert [r["name"] for r in receipts] == ["0.bin", "1.bin", "2.bin"]
     for receipt, src in zip(receipts, files, strict=True):
         assert emulator.blob_sha256("qlik", receipt["id"]) == sha256_file(src)
+
+
+def test_an_unwritable_state_folder_never_costs_a_finished_upload_its_handle(
+    qlik_profile: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_the_way = tmp_path / "state-is-a-file"
+    in_the_way.write_text("")
+    monkeypatch.setenv("TMPUP_STATE_DIR", str(in_the_way))
+    src = make_file(tmp_path / "f.bin", 5000)
+    done = run_process("upload", str(src), "--no-resume", "--progress", "none")
+    assert done.code == 0, done.err
+    assert emulator.blob_sha256("qlik", done.out.strip()) == sha256_file(src)
+    assert "uploaded, but cannot write the receipt" in done.err and "TMPUP_STATE_DIR" in done.err
+    # A resumable upload needs its record before the first byte: a configuration error, nothing sent.
+    resumable = run_process("upload", str(src), "--resumable", "--progress", "none")
+    assert resumable.code == 3, resumable.err
+    assert resumable.err.count("\n") == 1 and "TMPUP_STATE_DIR" in resumable.err
+    assert len(emulator.store.blobs("qlik")) == 1

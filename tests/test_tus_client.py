@@ -416,3 +416,17 @@ def test_1_gib_tus_upload_keeps_memory_flat(
     assert code == 0
     assert 10 < rss < 80, f"peak RSS {rss:.0f} MiB for a 1 GiB tus upload (chunk {chunk})"
     assert emulator.blob_sha256("tus", upload_id(out.decode().strip())) == sha256_file(src)
+
+
+def test_a_proxys_413_on_patch_halves_the_chunks_and_finishes(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    # A proxy's body limit answers 413 to a large PATCH (the upload's own size was accepted at
+    # creation): the bytes already sent stay, smaller PATCHes get through.
+    src = make_file(tmp_path / "f.bin", 3 * MIB + 11)
+    emulator.faults.add(Fault(provider="tus", method="PATCH", status=413, times=2))
+    result = run("upload", str(src), "--json", "--progress", "none")
+    assert result.code == 0, result.err
+    assert "413" in result.err and "continuing in PATCHes of 768.0 KiB" in result.err
+    assert emulator.blob_sha256("tus", json.loads(result.out)["id"]) == sha256_file(src)
+    assert_clean(state_dir)

@@ -20,7 +20,7 @@ import typer
 from tmpup import __version__
 from tmpup.cli_options import STATE, ProgressOpt, check_progress, common, input_error, size_option, with_options
 from tmpup.cli_serve import serve
-from tmpup.errors import ExitCode, Interrupted, TmpupError, UsageError
+from tmpup.errors import ExitCode, Interrupted, TmpupError, UsageError, internal_error_message
 from tmpup.runtime import GlobalOptions, Runtime
 
 app = typer.Typer(
@@ -331,10 +331,7 @@ def _run(args: list[str]) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
     except Exception as exc:  # the one place an unexpected error is caught
-        _error(
-            f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
-            f"of the same command run with --debug"
-        )
+        _error(internal_error_message(exc))
         if STATE["debug"]:
             traceback.print_exc()
         code = int(ExitCode.INTERNAL)
@@ -348,10 +345,10 @@ def _cancel() -> None:
 
 
 def _error(text: str) -> None:
-    from tmpup.output import _clean
+    from tmpup.output import printable
 
     try:
-        sys.stderr.write(f"tmpup: error: {_clean(text)}\n")
+        sys.stderr.write(f"tmpup: error: {printable(text)}\n")
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):  # pragma: no cover - stderr gone
         pass

@@ -16,6 +16,7 @@ see `requests` or raw JSON.
     ├── UnsupportedError            (8  provider lacks the operation)
     ├── IntegrityError              (9  size / checksum mismatch)
     ├── TransientError              (10 network, timeout, 429, 5xx after all retries)
+    ├── LockedError                 (10 another tmpup process is feeding this upload)
     ├── PartialFailure              (11 some of several files failed)
     └── Interrupted                 (130 Ctrl-C / SIGTERM)
 """
@@ -139,6 +140,14 @@ class LockedError(TmpupError):
     exit_code = ExitCode.TRANSIENT
 
 
+def internal_error_message(exc: BaseException) -> str:
+    """What a bug (an exception that is not a TmpupError) says: exit 1, and how to report it."""
+    return (
+        f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
+        "of the same command run with --debug"
+    )
+
+
 def error_for_status(
     status: int,
     message: str,
@@ -158,7 +167,10 @@ def error_for_status(
         cls = GoneError
     elif status in (400, 411, 413, 414, 415, 416, 422):
         cls = InputError
-    elif status == 429 or status >= 500 or status in (408, 423):
+    elif status in (407,):
+        cls = ConfigError  # the proxy wants credentials: HTTPS_PROXY=http://user:pass@host
+        hint = hint or "the proxy asks for credentials: put them in HTTP(S)_PROXY (http://user:pass@proxy:port)"
+    elif status == 429 or status >= 500 or status in (408, 423, 425):
         cls = TransientError
         hint = hint or "the service is busy or failing; try again later"
     elif 300 <= status < 400:

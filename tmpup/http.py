@@ -170,11 +170,14 @@ class _Session(requests.Session):
     def rebuild_proxies(self, prepared_request: requests.PreparedRequest, proxies: Any) -> dict[str, str]:
         """A redirect's target gets the environment's proxies for its own host, as requests does when
         it trusts the environment (this session does not: see make_session)."""
-        from requests.utils import get_auth_from_url, resolve_proxies
+        from requests.utils import get_auth_from_url, get_environ_proxies
 
         headers = prepared_request.headers
-        scheme = urlsplit(prepared_request.url or "").scheme
-        new_proxies: dict[str, str] = resolve_proxies(prepared_request, proxies, trust_env=True)
+        url = prepared_request.url or ""
+        scheme = urlsplit(url).scheme
+        # From the environment for the new URL alone, not merged with the previous hop's: a redirect
+        # to a NO_PROXY host goes direct.
+        new_proxies: dict[str, str] = dict(get_environ_proxies(url))
         headers.pop("Proxy-Authorization", None)
         username, password = get_auth_from_url(new_proxies[scheme]) if scheme in new_proxies else (None, None)
         if not scheme.startswith("https") and username and password:
@@ -217,9 +220,21 @@ class _Session(requests.Session):
         return response
 
 
+def _drop_redirect_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A redirect's body is never read: requests would read it whole (unbounded) before following.
+
+    Closing the response costs the connection, which a redirect rarely keeps anyway.
+    """
+    if response.is_redirect:
+        response.close()
+        response._content = b""
+        response._content_consumed = True  # type: ignore[attr-defined]
+    return response
+
+
 def _read_whole(response: requests.Response) -> None:
     """Read a non-streamed answer into `response.content`, refusing more than MAX_BODY bytes."""
-    from tmpup.errors import TransientError
+    from tmpup.errors import UnexpectedAnswer
 
     chunks: list[bytes] = []
     total = 0
@@ -227,7 +242,7 @@ def _read_whole(response: requests.Response) -> None:
         total += len(chunk)
         if total > MAX_BODY:
             response.close()
-            raise TransientError(
+            raise UnexpectedAnswer(
                 f"{redact_url(response.url)} answered {response.status_code} with a body of more than "
                 f"{MAX_BODY // (1024 * 1024)} MiB where a short API answer was expected",
                 hint="check the profile's url; the server may be broken",
@@ -252,6 +267,7 @@ def make_session(
     # API's host would replace the profile's Authorization. `_with_defaults` reads the proxies and
     # the CA bundle variables once instead.
     session.trust_env = False
+    session.hooks["response"].append(_drop_redirect_body)
     session.headers["User-Agent"] = USER_AGENT
     # Retries are ours (Retrier), not urllib3's: urllib3 cannot rewind a streamed body.
     adapter = requests.adapters.HTTPAdapter(
@@ -289,10 +305,24 @@ def _with_defaults(
     # what requests would read there on every request is read once here.
     import os
 
-    tls = verify if verify is not None else (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
+    tls = verify
+    missing_bundle = ""  # a CA bundle variable naming no file: an error for https requests only
+    if tls is None:
+        name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(n)), None)
+        if name is not None:
+            tls = os.environ[name]
+            if not os.path.exists(tls):
+                missing_bundle, tls = f"{name}={tls}", None
     proxies: dict[tuple[str, str], dict[str, str]] = {}
 
     def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if missing_bundle and url.lower().startswith("https:"):
+            from tmpup.errors import ConfigError
+
+            variable = missing_bundle.split("=", 1)[0]
+            raise ConfigError(
+                f"{missing_bundle}: no such CA bundle", hint=f"fix or unset {variable}, or pass --ca-bundle"
+            )
         kwargs.setdefault("timeout", default)
         if method.upper() not in ("GET", "HEAD", "OPTIONS"):
             # An upload is never sent on to wherever a redirect points: the answer is reported instead.
@@ -363,7 +393,6 @@ class Retrier:
         *,
         what: str,
         retry_statuses: frozenset[int] = RETRY_STATUSES,
-        before_retry: Callable[[], None] | None = None,
     ) -> requests.Response:
         """Run `attempt` until it gives a non-retryable answer or the retries are spent.
 
@@ -392,6 +421,4 @@ class Retrier:
                 )
                 response.close()
             self.sleep(wait)
-            if before_retry is not None:
-                before_retry()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -139,18 +139,18 @@ class Messages:
             out.flush()
 
     def warn(self, text: str) -> None:
-        self._write(f"tmpup: warning: {_clean(text)}")
+        self._write(f"tmpup: warning: {printable(text)}")
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            self._write(f"tmpup: {_clean(text)}")
+            self._write(f"tmpup: {printable(text)}")
 
     def debug(self, text: str) -> None:
         if self.verbose:
-            self._write(f"tmpup: {_clean(text)}")
+            self._write(f"tmpup: {printable(text)}")
 
     def error(self, text: str) -> None:
-        self._write(f"tmpup: error: {_clean(text)}")
+        self._write(f"tmpup: error: {printable(text)}")
 
 
 @contextlib.contextmanager
@@ -176,7 +176,8 @@ def _guard(stream: TextIO) -> Iterator[None]:
             os.close(devnull)
 
 
-def _clean(text: str) -> str:
-    """One line, no control characters (server text can hold anything, escapes included)."""
+def printable(text: str) -> str:
+    """One line, no control characters (server text and file names can hold anything, escapes included)."""
     text = " ".join(text.splitlines())
     return "".join(ch if ch.isprintable() else "?" for ch in text)
+

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TextIO
 
-from tmpup.output import stderr_guard
+from tmpup.output import printable, stderr_guard
 from tmpup.units import format_duration, format_size
 
 Mode = Literal["auto", "bar", "lines", "json", "none"]
@@ -252,7 +252,8 @@ class LinesProgress:
     overall: _Overall | None = None
 
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
-        task = _CountingTask(label, total, completed, self.interval, self._emit, self.clock)
+        # A file name may hold an escape sequence; a log line must not (JSON events escape it themselves).
+        task = _CountingTask(printable(label), total, completed, self.interval, self._emit, self.clock)
         task.overall = self.overall
         return task
 
@@ -499,7 +500,7 @@ class RichProgress:
         bar.remove_task(task_id)
 
     def task(self, label: str, total: int | None, completed: int = 0) -> Task:
-        return _RichTask(self, self.bar.add_task(label, total=total, completed=completed))
+        return _RichTask(self, self.bar.add_task(printable(label), total=total, completed=completed))
 
     def start(self) -> None:
         with stderr_guard():

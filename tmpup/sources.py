@@ -347,13 +347,15 @@ def open_source(arg: str, *, stdin: BinaryIO | None = None, spool_dir: Path | No
         raise InputError(f"{arg}: permission denied")
     try:
         with path.open("rb") as fh:
-            # /proc and /sys files say they are empty and are not: their length is unknown until read.
-            pseudo = st.st_size == 0 and fh.read(1) != b""
+            # /proc and /sys files report a size that is not their content's (0, or a page of 4096):
+            # the length is unknown until read. A regular file has its last byte where its size says.
+            last = os.pread(fh.fileno(), 1, st.st_size - 1) if st.st_size else None
+            pseudo = fh.read(1) != b"" if last is None else last == b""
     except OSError as exc:
         raise InputError(f"{arg}: cannot open ({exc.strerror or exc})") from None
     if pseudo:
         raise InputError(
-            f"{arg}: reports a size of 0 but has content (a /proc or /sys file?)",
+            f"{arg}: its size ({st.st_size} bytes) is not its content's (a /proc or /sys file?)",
             hint=f"upload a copy, or through stdin: tmpup upload - --name NAME < {arg}",
         )
     return Source(path, arg, st.st_size, st.st_mtime_ns)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tmpup.errors import LockedError, TmpupError
+from tmpup.errors import ConfigError, LockedError, TmpupError
 
 #: A temp file of an atomic write older than this was left by a killed process (a write takes
 #: milliseconds; minutes of margin cover a stalled disk).
@@ -108,6 +108,21 @@ def record_key(profile: str, provider: str, path: str) -> str:
     return hashlib.sha256(f"{profile}\0{provider}\0".encode() + os.fsencode(path)).hexdigest()[:32]
 
 
+class StateError(ConfigError):
+    """tmpup's own state folder cannot be written (read-only disk, full disk, a file in the way)."""
+
+
+@contextlib.contextmanager
+def _writing(root: Path, what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {what} in {root}: {exc.strerror or exc}",
+            hint="free some space, or set TMPUP_STATE_DIR to a writable folder",
+        ) from None
+
+
 class StateStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -127,15 +142,16 @@ class StateStore:
     # -- receipts -------------------------------------------------------------------------------
 
     def add_receipt(self, receipt: Mapping[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         # ASCII escapes: a path may hold bytes that are not UTF-8, which only \u escapes carry through.
         line = json.dumps(receipt, sort_keys=False) + "\n"
-        fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            # One write() of one line: concurrent appenders (a -j run, parallel cron jobs) do not interleave.
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        with _writing(self.root, "the receipt"):
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                # One write() of one line: concurrent appenders (a -j run, parallel cron jobs) do not interleave.
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
 
     def receipts(self) -> Iterator[dict[str, Any]]:
         try:
@@ -171,7 +187,8 @@ class StateStore:
 
     def save_record(self, record: ResumeRecord) -> None:
         data = json.dumps(record.as_dict(), indent=2).encode("ascii")
-        _write_atomic(self.record_path(record.key), data)
+        with _writing(self.uploads_dir, "the resume record"):
+            _write_atomic(self.record_path(record.key), data)
         self.sweep(f".{record.key}.json.*")  # what an earlier, killed writer of this record left
 
     def sweep(self, pattern: str = ".*.json.*", max_age: float = STRAY_AGE) -> list[str]:
@@ -266,7 +283,9 @@ class StateStore:
         """Hold the record's lock for the duration, or fail (after LOCK_GRACE) if another process holds it."""
         import fcntl
 
-        self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _writing(self.uploads_dir, "the resume record's lock"):
+            self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(self.uploads_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600))
         path = self.uploads_dir / f"{key}.lock"
         deadline = time.monotonic() + LOCK_GRACE
         while True:

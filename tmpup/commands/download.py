@@ -52,7 +52,12 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
         if request.output:
             target = Path(request.output) / target
     part = target.with_name(target.name + PART_SUFFIX)
-    _check_targets(target, part, request)
+    try:
+        _check_targets(target, part, request)
+    except BaseException:
+        if remote is not None:
+            remote.close()
+        raise
 
     offset = part.stat().st_size if request.resume and part.exists() else 0
     if remote is not None and offset > 0:

@@ -17,15 +17,14 @@ def list_profiles(rt: Runtime, *, names_only: bool = False) -> list[dict[str, An
         default = None
     rows: list[dict[str, Any]] = []
     for name, table in cfg.profiles.items():
-        rows.append(
-            {"name": name, "provider": table.get("provider"), "url": table.get("url"), "default": name == default}
-        )
+        url = _shown_url(table.get("url"))
+        rows.append({"name": name, "provider": table.get("provider"), "url": url, "default": name == default})
     if rt.env.get("TMPUP_PROVIDER"):
         rows.append(
             {
                 "name": ENV_PROFILE_NAME,
                 "provider": rt.env["TMPUP_PROVIDER"],
-                "url": rt.env.get("TMPUP_URL"),
+                "url": _shown_url(rt.env.get("TMPUP_URL")),
                 "default": default is None,
             }
         )
@@ -39,10 +38,21 @@ def list_profiles(rt: Runtime, *, names_only: bool = False) -> list[dict[str, An
         rt.messages.note(f"no profiles (config file: {cfg.path})")
     else:
         width = max(len(r["name"]) for r in rows)
+        kinds = max(len(str(r["provider"])) for r in rows)
         for row in rows:
             mark = "*" if row["default"] else " "
-            rt.output.line(f"{mark} {row['name'].ljust(width)}  {row['provider']}  {row['url'] or ''}".rstrip())
+            line = f"{mark} {row['name'].ljust(width)}  {str(row['provider']).ljust(kinds)}  {row['url'] or ''}"
+            rt.output.line(line.rstrip())
     return rows
+
+
+def _shown_url(url: Any) -> Any:
+    """A profile's url as listed: user info (a password?) taken out, secret-looking query values masked."""
+    if not isinstance(url, str):
+        return url
+    from tmpup.http import redact_url
+
+    return redact_url(url)
 
 
 def show(rt: Runtime) -> dict[str, Any]:

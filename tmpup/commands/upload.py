@@ -31,6 +31,7 @@ from tmpup.errors import (
     PartialFailure,
     TmpupError,
     UsageError,
+    internal_error_message,
 )
 from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
@@ -194,11 +195,13 @@ def _interrupted(rt: Runtime, futures: list[Future[_Outcome]], printed: int, exc
     """
     with contextlib.suppress(Interrupted, KeyboardInterrupt):  # a second Ctrl-C: stop waiting now
         wait_for([f for f in futures if not f.done()], timeout=STOP_GRACE)
-    uploaded = printed
-    for future in futures[printed:]:
+    uploaded = 0
+    for index, future in enumerate(futures):
         if future.done() and not future.cancelled() and future.exception() is None:
-            _print(rt, future.result())  # a file uploaded (and recorded) is worth its handle
-            uploaded += 1
+            if index >= printed:
+                _print(rt, future.result())  # a file uploaded (and recorded) is worth its handle
+            record, _error = future.result()
+            uploaded += record is not None
     kept = []
     for future in futures:
         error = future.exception() if future.done() and not future.cancelled() else None
@@ -270,13 +273,7 @@ def _failure(rt: Runtime, arg: str, exc: Exception) -> TmpupError:
     A bug is that file's internal error, not the end of the others' uploads (the CLI's boundary
     would otherwise end the whole run); --debug shows its traceback as the boundary does.
     """
-    if isinstance(exc, TmpupError):
-        error = exc
-    else:
-        error = TmpupError(
-            f"internal error: {type(exc).__name__}: {exc} — this is a bug; please report it with the output "
-            f"of the same command run with --debug"
-        )
+    error = exc if isinstance(exc, TmpupError) else TmpupError(internal_error_message(exc))
     text = str(error)
     rt.messages.error(text if text.startswith(f"{arg}: ") else f"{arg}: {text}")
     if error is not exc and rt.options.debug:
@@ -301,7 +298,11 @@ def _receipt(
         sha256=hasher.finish() if hasher is not None else None,
         uploaded_at=started,
     )
-    rt.state.add_receipt(record)
+    try:
+        rt.state.add_receipt(record)
+    except TmpupError as exc:
+        # The file is uploaded: its handle still reaches stdout; only `tmpup info` from receipts is lost.
+        rt.messages.warn(f"{source.display}: uploaded, but {exc}")
     return record
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tmpup.errors import AuthError, ConfigError, InputError
+from tmpup.errors import AuthError, ConfigError, InputError, UnexpectedAnswer
 from tmpup.http import RETRY_STATUSES
 from tmpup.state import record_key
 from tmpup.units import format_size
@@ -178,7 +178,14 @@ class TusClient:
                 hint="the profile's url must be the tus creation endpoint",
                 provider=self.provider.id,
             )
-        return urljoin(create_url, location), parse_http_date(response.headers.get("Upload-Expires"))
+        upload_url = urljoin(create_url, location)
+        if urlsplit(upload_url).scheme not in ("http", "https"):
+            raise UnexpectedAnswer(
+                f"{self.provider.id}: POST {create_url} answered a Location that is not an http(s) URL: {location!r}",
+                hint="the profile's url must be a tus 1.0.0 creation endpoint",
+                provider=self.provider.id,
+            )
+        return upload_url, parse_http_date(response.headers.get("Upload-Expires"))
 
     def status(self, upload_url: str) -> UploadStatus:
         """HEAD with retries (423 included): the upload's offset, length, expiry and metadata."""

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 MAX_RESTARTS = 2
 #: Consecutive 423 Locked answers tolerated: a dangling PATCH can hold the server's lock a while.
 MAX_LOCKED = 12
+#: The smallest PATCH a proxy's 413 halves the chunks down to; a 413 for one this small is final.
+MIN_CHUNK = 256 * 1024
 #: Seconds between rewrites of the record's informational offset during a chunked upload.
 SAVE_INTERVAL = 2.0
 #: How long a stopping upload may spend asking the server where it is (a Ctrl-C must stay quick).
@@ -106,6 +108,8 @@ class Transfer:
         self.record_saved = False
         self.saved_at = 0.0
         self.restarts = 0
+        self.chunk = options.chunk_size  # None: the whole remainder in one PATCH; halved on a proxy's 413
+        self.last_length = 0
 
     @property
     def size(self) -> int:
@@ -127,8 +131,8 @@ class Transfer:
                 self.begin()
                 self.loop()
             except TmpupError as exc:
-                # A dead upload (expired again and again, too large) or a changed file cannot be
-                # continued; a failure before any record was written leaves nothing to continue.
+                # A dead upload (expired again and again, larger than the server takes) or a changed file
+                # cannot be continued; a failure before any record was written leaves nothing to continue.
                 dead = isinstance(exc, (GoneError, IntegrityError)) or (
                     isinstance(exc, InputError) and exc.status == 413
                 )
@@ -197,7 +201,7 @@ class Transfer:
             created_at=self.created_at.isoformat(),
             expires_at=self.expires_at.isoformat() if self.expires_at else None,
             offset=self.offset,
-            extra={"create_url": self.create_url, "ttl": self.ttl, "chunk_size": self.options.chunk_size},
+            extra={"create_url": self.create_url, "ttl": self.ttl, "chunk_size": self.chunk},
             offset_exact=exact,
         )
         self.state.save_record(record)
@@ -329,6 +333,15 @@ class Transfer:
                     self.client.check(response, ok=())
                 self.pause(failures, response, f"the server answered {status} to {method}", retrier.retries)
                 self.need_sync = True
+            elif status == 413 and method == "PATCH" and self.last_length > MIN_CHUNK:
+                # Not the upload's size (creation accepted that): a proxy's limit on request bodies.
+                # What the server holds stays; halve the PATCHes until they get through.
+                self.chunk = max(MIN_CHUNK, self.last_length // 2)
+                self.note(
+                    f"the server refused a PATCH of {format_size(self.last_length)} (413: a proxy's body limit?); "
+                    f"continuing in PATCHes of {format_size(self.chunk)} (--chunk-size sets this)"
+                )
+                self.need_sync = True
             else:
                 self.client.check(response, ok=())
 
@@ -337,8 +350,9 @@ class Transfer:
 
     def patch(self) -> requests.Response:
         remaining = self.size - self.offset
-        chunk = self.options.chunk_size
+        chunk = self.chunk
         length = remaining if not chunk else min(chunk, remaining)
+        self.last_length = length
         self.task.set_completed(self.offset)
         body = self.source.slice(self.offset, length, progress=self.task.advance)
         headers = {

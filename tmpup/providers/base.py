@@ -273,6 +273,13 @@ class Provider(abc.ABC):
                 hint="check the profile's url",
                 provider=self.id,
             ) from exc
+        except UnicodeEncodeError:
+            # http.client writes header values as Latin-1: a Bearer token or an extra header beyond it.
+            raise ConfigError(
+                f"{self.id}: {what} failed: a credential or header holds characters HTTP headers cannot carry",
+                hint="check the profile's secrets and headers (Latin-1 only in a header)",
+                provider=self.id,
+            ) from None
         except requests.exceptions.InvalidHeader:
             # requests' message quotes the header's value, which may be a credential: never show it.
             raise ConfigError(
