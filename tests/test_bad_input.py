@@ -823,3 +823,48 @@ def test_tus_head_with_garbage_offsets(tmp_path: Path) -> None:
     with Garbage(reply) as server:
         result = run("info", "6571", env=provider_env("tus", server.url))
     assert_error(result, 3, "Upload-Offset")
+
+
+# -- found in review ----------------------------------------------------------------------------------
+
+
+def test_a_sys_file_whose_size_is_not_its_content_is_refused(qlik_env: Any) -> None:
+    path = "/sys/class/net/lo/address"  # reports 4096 bytes, holds 18
+    assert_error(run("upload", path, "--progress", "none"), 7, "tmpup upload -")
+    assert qlik_env.store.blobs("qlik") == []
+
+
+def test_a_header_value_beyond_latin_1_is_a_configuration_error(qlik_env: Any, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "f.bin", 10)
+    result = run("upload", str(src), "--progress", "none", env={"TMPUP_TOKEN": "tök€n"})
+    assert_error(result, 3, "headers cannot carry")
+    assert "tök€n" not in result.err
+
+
+def test_a_ca_bundle_variable_naming_no_file_is_exit_3_for_https(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "nowhere.pem"))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    env = {"TMPUP_PROVIDER": "qlik", "TMPUP_URL": "https://127.0.0.1:9/qlik", "TMPUP_TOKEN": "t", "TMPUP_RETRIES": "0"}
+    src = make_file(tmp_path / "f.bin", 10)
+    assert_error(run("upload", str(src), "--progress", "none", env=env), 3, "REQUESTS_CA_BUNDLE")
+
+
+def test_profiles_list_never_shows_a_password_in_a_url(config_path: Path) -> None:
+    profile = '[profiles.x]\nprovider = "qlik"\nurl = "https://admin:hunter2@acme.example/"\ntoken = "t"\n'
+    write_config(config_path, profile, mode=0o600)
+    result = run("profiles", "list")
+    assert result.code == 0, result.err
+    assert "hunter2" not in result.out and "acme.example" in result.out
+
+
+def test_an_escape_sequence_in_a_name_is_refused_and_never_reaches_a_terminal(qlik_env: Any, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "evil\x1b[31mred.bin", 3 * MIB)
+    refused = run_process("upload", str(src), "--progress", "lines", "--no-resume")
+    assert_error(refused, 7, "control character", "--name")
+    assert "\x1b" not in refused.err
+    assert qlik_env.store.blobs("qlik") == []
+    named = run_process("upload", str(src), "--name", "red.bin", "--progress", "lines", "--limit-rate", "1M")
+    assert named.code == 0, named.err
+    assert "\x1b" not in named.err

@@ -65,7 +65,9 @@ def check_name(name: str, *, from_disk: bool = False) -> str:
     """
     if not name or not name.strip():
         raise InputError("the upload name is empty", hint="pass --name NAME")
-    bad = next((ch for ch in name if ch in "\r\n\x00"), None)
+    # CR, LF, NUL break headers and lines; other control characters (ESC, TAB, ...) are no part of a
+    # name an API stores faithfully, and would reach terminals and logs as escape sequences.
+    bad = next((ch for ch in name if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
     if bad is not None:
         raise InputError(
             f"the upload name {name!r} contains a control character ({bad!r})",
