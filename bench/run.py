@@ -1,7 +1,7 @@
 """The benchmark harness of issue 6: tmpup against curl, tuspy and the Node tus server, same machine,
 same server, same run.
 
-    .venv/bin/python bench/run.py --quick        # 64 MiB, 3 rounds: a few minutes
+    .venv/bin/python bench/run.py --quick        # 64 MiB, 3 rounds: about a minute
     .venv/bin/python bench/run.py                # 1 GiB, 5 rounds: what the targets are stated for
 
 It builds the test files (kept in the work dir for the next run), starts the sink (bench/sink.py),

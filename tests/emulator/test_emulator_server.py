@@ -64,7 +64,7 @@ def test_serve_forever_with_data_dir_access_log_and_credentials(tmp_path: Path) 
         repr(str(data_dir)), 'Credentials(qlik_token="tok-123")', "sys.stdout", "access_log=True"
     )
     try:
-        assert "tok-123" in "\n".join(banner)
+        assert "tok-123" not in "\n".join(banner) and "Bearer token: ****" in "\n".join(banner)
         created = requests.post(
             f"{url}/qlik/api/v1/temp-contents", data=b"kept", headers={"Authorization": "Bearer tok-123"}
         )

@@ -163,24 +163,35 @@ def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) ->
     remote = provider.open_download(request.id, offset=0)
     out: BinaryIO = sys.stdout.buffer
     written = 0
+    # Progress on stderr as for a file (a bar on a terminal while stdout goes to a pipe or a file).
+    task = rt.progress.task(safe_filename(remote.name, fallback="stdout"), remote.size)
+    rt.progress.start()
     try:
         for chunk in remote.chunks:
             check_cancel()
             out.write(chunk)
             written += len(chunk)
+            task.advance(len(chunk))
         out.flush()
+        task.finish(ok=remote.size is None or written == remote.size)
     except BrokenPipeError:
         # `tmpup download ID -o - | head` is fine: the reader had enough.
+        task.finish()
         return {"file": "-", "size": written}
     except OSError as exc:
+        task.finish(ok=False)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise TransientError(
                 f"cannot write to stdout after {written} bytes: {(exc.strerror or 'no space').lower()}",
                 hint="free some space where stdout goes, then download again",
             ) from None
         raise InputError(f"cannot write to stdout after {written} bytes: {exc.strerror or exc}") from None
+    except BaseException:
+        task.finish(ok=False)
+        raise
     finally:
         remote.close()
+        rt.progress.stop()
     if remote.size is not None and written != remote.size:
         raise IntegrityError(f"got {written} bytes but the server announced {remote.size}")
     return {"file": "-", "size": written}

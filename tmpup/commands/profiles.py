@@ -60,8 +60,24 @@ def show(rt: Runtime) -> dict[str, Any]:
     if rt.output.json_mode:
         rt.output.json(shown)
     else:
-        rt.output.fields(shown)
+        rt.output.fields(_for_people(rt.settings.provider, shown))
     return shown
+
+
+def _for_people(provider: str, shown: dict[str, Any]) -> dict[str, Any]:
+    """Durations and sizes as people write them (`2h`, `64.0 MiB`); JSON keeps the numbers."""
+    from tmpup.config import provider_keys
+    from tmpup.units import format_duration, format_size
+
+    kinds = {spec.name: spec.kind for spec in provider_keys(provider)}
+    out = dict(shown)
+    for key, value in shown.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if kinds.get(key) == "duration":
+                out[key] = format_duration(value)
+            elif kinds.get(key) == "size":
+                out[key] = format_size(value)
+    return out
 
 
 def check(rt: Runtime) -> str:

@@ -104,6 +104,8 @@ def run(rt: Runtime, request: UploadRequest) -> None:
     provider = rt.provider  # configuration errors surface before any file is read
     provider.check_options(_options(rt, request, request.name or "check"))
     if isinstance(provider, MultiUploader) and len(files) > 1:
+        if request.jobs > 1:
+            rt.messages.warn(f"{provider.id} takes all the files in one request; -j {request.jobs} is ignored")
         _run_multi(rt, request)
         return
 

@@ -11,6 +11,7 @@ import random
 import threading
 import uuid
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .clock import Clock
 from .faults import FaultSet
@@ -32,6 +33,19 @@ class Credentials:
     kf5_api_token: str = "demo-kf5-token"
     et_username: str = "Administrator"
     et_password: str = "demo-et-pass"
+
+    SECRETS: ClassVar[frozenset[str]] = frozenset(
+        {"qlik_token", "tus_token", "thulium_password", "pyrus_security_key", "kf5_password", "kf5_api_token",
+         "et_password"}
+    )  # fmt: skip
+
+    def shown(self, field_name: str) -> str:
+        """A credential as the start-up banner prints it: the public demo value, or `****` for one the
+        user set (`--qlik-token`, `TMPUP_EMULATOR_QLIK_TOKEN`): that may be a real secret."""
+        value = getattr(self, field_name)
+        if field_name in self.SECRETS and value != getattr(Credentials, field_name):
+            return "****"
+        return str(value)
 
 
 class Ids:

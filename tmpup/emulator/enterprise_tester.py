@@ -176,7 +176,7 @@ class EnterpriseTesterMount(Mount):
         return json_response({"Message": detail}, status, headers)
 
     def banner(self, base_url: str) -> list[str]:
-        user, password = self.credentials.et_username, self.credentials.et_password
+        user, password = self.credentials.et_username, self.credentials.shown("et_password")
         return [f"{self.id:<18} {self.profile_url(base_url)}  (Basic: {user} / {password})"]
 
     # -- sets ------------------------------------------------------------------------------------

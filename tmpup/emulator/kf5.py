@@ -92,7 +92,7 @@ class Kf5Mount(Mount):
         c = self.credentials
         return [
             f"{self.id:<18} {self.profile_url(base_url)}  "
-            f"(email: {c.kf5_email}, password: {c.kf5_password}, api_token: {c.kf5_api_token})"
+            f"(email: {c.kf5_email}, password: {c.shown('kf5_password')}, api_token: {c.shown('kf5_api_token')})"
         ]
 
     # -- representation --------------------------------------------------------------------------

@@ -136,7 +136,7 @@ class PyrusMount(Mount):
         return response
 
     def banner(self, base_url: str) -> list[str]:
-        login, key = self.credentials.pyrus_login, self.credentials.pyrus_security_key
+        login, key = self.credentials.pyrus_login, self.credentials.shown("pyrus_security_key")
         return [f"{self.id:<18} {self.profile_url(base_url)}  (login: {login}, security_key: {key})"]
 
     # -- rate limit ------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ class QlikMount(Mount):
         return response
 
     def banner(self, base_url: str) -> list[str]:
-        return [f"{self.id:<18} {self.profile_url(base_url)}  (Bearer token: {self.credentials.qlik_token})"]
+        return [f"{self.id:<18} {self.profile_url(base_url)}  (Bearer token: {self.credentials.shown('qlik_token')})"]
 
     @property
     def creator_id(self) -> str:

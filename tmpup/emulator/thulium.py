@@ -96,7 +96,7 @@ class ThuliumMount(Mount):
         return self.error(status, message, code=code)
 
     def banner(self, base_url: str) -> list[str]:
-        user, password = self.credentials.thulium_username, self.credentials.thulium_password
+        user, password = self.credentials.thulium_username, self.credentials.shown("thulium_password")
         return [f"{self.id:<18} {self.profile_url(base_url)}  (username: {user}, password: {password})"]
 
     # -- API -------------------------------------------------------------------------------------

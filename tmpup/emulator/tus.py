@@ -298,7 +298,8 @@ class TusMount(Mount):
         return f"{base_url}/{self.id}/files/"
 
     def banner(self, base_url: str) -> list[str]:
-        auth = "no auth" if self.credentials.tus_token is None else f"Bearer token: {self.credentials.tus_token}"
+        c = self.credentials
+        auth = "no auth" if c.tus_token is None else f"Bearer token: {c.shown('tus_token')}"
         return [f"{self.id:<18} {self.profile_url(base_url)}  ({auth})"]
 
     def options(self, request: Request, id: str | None = None) -> Response:
