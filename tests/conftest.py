@@ -8,6 +8,7 @@ real peer (the Node tus server, the tuspy client).
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import os
 import subprocess
@@ -32,6 +33,25 @@ class Result:
     @property
     def lines(self) -> list[str]:
         return self.out.splitlines()
+
+
+class QuietHTTPServer(http.server.ThreadingHTTPServer):
+    """A threaded test server that never writes into the stderr a test is capturing.
+
+    socketserver prints a traceback to `sys.stderr` when a client resets the connection (which clients
+    under test do on purpose); `run()` swaps `sys.stderr` for a buffer, so that traceback would land in
+    tmpup's captured output. A client going away is expected and dropped; anything else goes to the real
+    stderr (`sys.__stderr__`), where pytest shows it.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        import traceback
+
+        traceback.print_exc(file=sys.__stderr__)
 
 
 @pytest.fixture(autouse=True)

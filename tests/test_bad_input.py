@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Result, make_file, run, run_process, sha256_file, write_config
+from tests.conftest import QuietHTTPServer, Result, make_file, run, run_process, sha256_file, write_config
 
 MIB = 1024 * 1024
 NINES = "9" * 400  # overflows a float: float(NINES) is inf
@@ -78,8 +78,7 @@ class Garbage:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_HEAD = do_DELETE = do_OPTIONS = _any
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
 
     @property
     def url(self) -> str:

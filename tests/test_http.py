@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run, sha256_file
+from tests.conftest import QuietHTTPServer, make_file, run, sha256_file
 from tmpup.http import RateLimiter, RateRule, Retrier, redact_headers
 
 
@@ -65,7 +65,7 @@ class _Proxy:
                 pass
 
         self.seen = seen
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run, sha256_file
+from tests.conftest import QuietHTTPServer, make_file, run, sha256_file
 from tmpup.emulator import Fault
 
 NAMES = ["plain.txt", "with space.txt", "ünïcødé отчёт 日本.csv", "quote\"s and 'apos'.txt", "a&b#c%d.bin"]
@@ -227,7 +227,7 @@ def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    server = QuietHTTPServer(("127.0.0.1", 0), Html)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv("TMPUP_PROVIDER", "qlik")
