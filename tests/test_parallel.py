@@ -230,7 +230,8 @@ def test_keep_alive_connections_are_reused(
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_bar_shows_a_total_row_and_keeps_only_it(qlik_profile: str, tmp_path: Path, jobs: str) -> None:
     files = files_of(tmp_path, 3, 100 * 1024)
-    result = run("upload", *map(str, files), "-j", jobs, "--progress", "bar")
+    # --limit-rate: ~0.6 s, longer than the bar's delay (a shorter run draws no bar at all)
+    result = run("upload", *map(str, files), "-j", jobs, "--progress", "bar", "--limit-rate", "500K")
     assert result.code == 0, result.err
     # Off a terminal rich draws the final state once: the total; finished files left the display.
     assert "total 3/3 files" in result.err

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,15 +47,59 @@ def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]
 
 def test_bar_on_a_terminal_results_still_plain_on_stdout(qlik_profile: str, tmp_path: Path) -> None:
     src = make_file(tmp_path / "bar.bin", 4 * 1024 * 1024)
-    code, out, tty = run_in_pty(["upload", str(src)], {"TERM": "xterm-256color", "COLUMNS": "100"})
+    # --limit-rate: the bar appears once a transfer has lasted BAR_DELAY (0.3 s); this one takes ~1 s
+    argv = ["upload", str(src), "--limit-rate", "4M"]
+    code, out, tty = run_in_pty(argv, {"TERM": "xterm-256color", "COLUMNS": "100"})
     assert code == 0
     assert len(out.decode().strip()) == 24 and not ANSI.search(out)
-    assert ANSI.search(tty) and b"bar.bin" in tty
+    assert ANSI.search(tty) and b"bar.bin" in tty and b"4.0 MiB" in tty
+
+
+def test_a_transfer_shorter_than_the_delay_draws_no_bar(qlik_profile: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "quick.bin", 1000)
+    code, out, tty = run_in_pty(["upload", str(src)], {"TERM": "xterm-256color", "COLUMNS": "100"})
+    assert code == 0 and len(out.decode().strip()) == 24
+    assert tty == b""  # its result line says it all; rich was never loaded
+
+
+def test_the_painter_draws_after_the_delay_and_the_final_state_on_stop() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tmpup.progress import RichProgress
+
+    screen = io.StringIO()
+    progress = RichProgress(delay=0.05, refresh=0.01, console=lambda: Console(file=screen, width=100))
+    progress.start()
+    task = progress.task("slow.bin", 100)
+    task.advance(40)
+    deadline = time.monotonic() + 10
+    while not progress._live and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert progress._live  # the delay passed: the live display is open
+    task.advance(60)
+    task.finish()
+    progress.stop()
+    (row,) = progress.bar.tasks
+    assert row.completed == 100 and row.finished
+    assert "slow.bin" in screen.getvalue() and "100%" in screen.getvalue()
+
+
+def test_stop_before_the_delay_draws_nothing_and_loads_no_rich() -> None:
+    from tmpup.progress import RichProgress
+
+    progress = RichProgress(delay=60)
+    progress.start()
+    progress.task("quick.bin", 10).advance(10)
+    progress.stop()  # ends the painter at once, not after 60 s
+    assert progress._bar is None and not progress._live
 
 
 def test_no_color_keeps_the_bar_but_drops_colour(qlik_profile: str, tmp_path: Path) -> None:
     src = make_file(tmp_path / "nc.bin", 2 * 1024 * 1024)
-    code, _out, tty = run_in_pty(["upload", str(src)], {"TERM": "xterm-256color", "NO_COLOR": "1"})
+    argv = ["upload", str(src), "--limit-rate", "4M"]
+    code, _out, tty = run_in_pty(argv, {"TERM": "xterm-256color", "NO_COLOR": "1"})
     assert code == 0
     assert b"nc.bin" in tty
     assert not [m for m in COLOR.findall(tty) if m not in (b"\x1b[0m", b"\x1b[m")]
@@ -157,20 +202,24 @@ def test_lines_total_only_for_long_runs(capsys: pytest.CaptureFixture[str]) -> N
 def test_rich_total_keeps_only_active_rows() -> None:
     from tmpup.progress import RichProgress
 
-    progress = RichProgress()  # never started: nothing is drawn, the rows are still kept
+    progress = RichProgress()  # never started: nothing is drawn; sync() builds the rows it would draw
     progress.add_total(50, 50 * 10)
     active = progress.task("active", 10)
     for i in range(49):
         task = progress.task(f"f{i}", 10)
+        if i % 2:
+            progress.sync()  # drawn while it runs: its row leaves at the next sync
         task.advance(10)
         task.finish(ok=i != 7)
         task.advance(1)  # late updates of a finished file are ignored
+        progress.sync()
         assert len(progress.bar.tasks) == 2  # the total and the one still running
     (total, row) = progress.bar.tasks
     assert total.description == "total 49/50 files, 1 failed" and row.description == "active"
     assert total.completed == 490 and total.total == 500
     active.advance(10)
     active.finish()
+    progress.sync()
     (total,) = progress.bar.tasks
     assert total.description == "total 50/50 files, 1 failed" and total.completed == total.total == 500
 
@@ -182,5 +231,6 @@ def test_rich_single_file_keeps_its_row() -> None:
     task = progress.task("one.bin", 10)
     task.advance(10)
     task.finish(ok=False)
+    progress.sync()
     (row,) = progress.bar.tasks
     assert row.description == "✗ one.bin" and row.completed == 10

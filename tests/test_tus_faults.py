@@ -185,10 +185,15 @@ def test_resumed_bytes_are_not_counted_as_speed_in_any_renderer() -> None:
     bar = RichProgress()
     bar.add_total(2, 200)
     rich_task = bar.task("f", 100)
+    bar.sync()  # drawn before the HEAD answers, then again after the jump
     rich_task.resume_at(60)
-    shown, total = bar.bar._tasks[rich_task.task_id], bar.bar._tasks[bar.total_id]  # type: ignore[attr-defined]
+    bar.sync()
+    shown, total = bar.bar._tasks[rich_task.row], bar.bar._tasks[bar.total_row]  # type: ignore[attr-defined]
     assert shown.completed == 60 and total.completed == 60
     assert shown.speed is None and total.speed is None  # no sample holds the jump
+    rich_task.advance(10)
+    bar.sync()
+    assert shown.completed == 70 and total.completed == 70
 
     NullProgress().task("f", 100).resume_at(60)
 

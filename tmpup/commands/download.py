@@ -127,8 +127,10 @@ def _write(
                     fh.write(chunk)
                     written += len(chunk)
                     task.advance(len(chunk))
+                # No fsync, as curl and wget do not: flushing 1 GiB to the disk before the rename tripled a
+                # download's time. The rename still means the final name never holds a partial file
+                # while tmpup runs or after it dies; only a power cut can lose what the kernel had not written.
                 fh.flush()
-                os.fsync(fh.fileno())
         except OSError as exc:
             task.finish(ok=False)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
