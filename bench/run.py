@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="tmpup's benchmark suite (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="64 MiB files, 3 rounds, 10 start-up rounds")
     parser.add_argument("--size", help="size of the large file, e.g. 1G or 256M (default 1G, 64M with --quick)")
-    parser.add_argument("--reps", type=int, help="timed rounds per group (default 5, 3 with --quick)")
+    parser.add_argument("--reps", type=int, help="timed rounds per group (default 9, 3 with --quick)")
     parser.add_argument("--startup-reps", type=int, help="timed rounds of the start-up group (default 20, 10 quick)")
     parser.add_argument("--small-files", type=int, default=200, help="how many small files (default 200)")
     parser.add_argument("--small-size", type=int, default=10 * 1024, help="bytes per small file (default 10 KiB)")
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.size = _size(args.size or ("64M" if args.quick else "1G"))
-    args.reps = args.reps or (3 if args.quick else 5)
+    args.reps = args.reps or (3 if args.quick else 9)
     args.startup_reps = args.startup_reps or (10 if args.quick else 20)
     args.workdir = args.workdir or Path(tempfile.gettempdir()) / "tmpup-bench"
     if args.output is None:
