@@ -6,7 +6,11 @@ Layout under `<user state dir>/tmpup/` (`$TMPUP_STATE_DIR` overrides):
     uploads/<key>.lock      a lock file held (fcntl.flock) by the process feeding that upload
     uploads/.<key>.json.*   a record being written; one older than a few minutes was left by a
                             process killed mid-write, and is swept (next save, `resume --clean`)
-    receipts.jsonl          one JSON line per successful upload (0600)
+    receipts.jsonl.lock     flock'd by each append and by a compaction
+    receipts.jsonl          one JSON line per successful upload (0600); past RECEIPTS_MAX_BYTES it is
+                            compacted: receipts of uploads expired over RECEIPTS_KEEP_EXPIRED ago go,
+                            then the oldest, down to half the limit (a cron job every 30 minutes
+                            would otherwise grow it by ~9 MiB a year, and `info` reads it whole)
     spool/                  stdin copied to a private file while it uploads
 
 Records and receipts never hold credentials: only what identifies the file and the remote upload.
@@ -34,6 +38,10 @@ STRAY_AGE = 300.0
 #: Seconds `lock` keeps trying before it says another process holds the record: `resume --list`
 #: probes locks by taking them for microseconds, which must not turn away an upload.
 LOCK_GRACE = 0.5
+#: receipts.jsonl is compacted when an append takes it past this size (~8000 receipts).
+RECEIPTS_MAX_BYTES = 4 * 1024 * 1024
+#: An upload's receipt is kept this long after it expired: `info` can still say when it expired.
+RECEIPTS_KEEP_EXPIRED = dt.timedelta(days=30)
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -108,6 +116,26 @@ def record_key(profile: str, provider: str, path: str) -> str:
     return hashlib.sha256(f"{profile}\0{provider}\0".encode() + os.fsencode(path)).hexdigest()[:32]
 
 
+def _keep_receipt(line: bytes, now: dt.datetime) -> bool:
+    """False for a torn line (a crash mid-write) and for an upload that expired long ago."""
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(item, dict):
+        return False
+    expires = item.get("expires_at")
+    if not isinstance(expires, str):
+        return True  # no expiry known (Pyrus, KF5): only the size limit removes it
+    try:
+        when = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when + RECEIPTS_KEEP_EXPIRED > now
+
+
 class StateError(ConfigError):
     """tmpup's own state folder cannot be written (read-only disk, full disk, a file in the way)."""
 
@@ -124,8 +152,9 @@ def _writing(root: Path, what: str) -> Iterator[None]:
 
 
 class StateStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, receipts_max_bytes: int = RECEIPTS_MAX_BYTES) -> None:
         self.root = root
+        self.receipts_max_bytes = receipts_max_bytes
 
     @property
     def uploads_dir(self) -> Path:
@@ -141,17 +170,53 @@ class StateStore:
 
     # -- receipts -------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _receipts_lock(self) -> Iterator[None]:
+        """An exclusive flock on `receipts.jsonl.lock`, held by an append (one write) and by a compaction."""
+        import fcntl
+
+        fd = os.open(self.root / "receipts.jsonl.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def add_receipt(self, receipt: Mapping[str, Any]) -> None:
+        """Append one receipt; compact the file when it has grown past `receipts_max_bytes`."""
         # ASCII escapes: a path may hold bytes that are not UTF-8, which only \u escapes carry through.
-        line = json.dumps(receipt, sort_keys=False) + "\n"
+        line = (json.dumps(receipt, sort_keys=False) + "\n").encode("utf-8")
         with _writing(self.root, "the receipt"):
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                # One write() of one line: concurrent appenders (a -j run, parallel cron jobs) do not interleave.
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+            # Under the lock: an append never lands in a file that a compaction is replacing.
+            with self._receipts_lock():
+                fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)  # one write() of one line
+                    size = os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+                if size > self.receipts_max_bytes:
+                    self._compact(dt.datetime.now(dt.timezone.utc))
+
+    def compact_receipts(self, now: dt.datetime | None = None) -> None:
+        """Rewrite receipts.jsonl without receipts long expired, then without the oldest, to half the limit."""
+        with _writing(self.root, "the receipts"), self._receipts_lock():
+            self._compact(now or dt.datetime.now(dt.timezone.utc))
+
+    def _compact(self, now: dt.datetime) -> None:
+        try:
+            with self.receipts_path.open("rb") as fh:
+                lines = [line for line in fh if _keep_receipt(line, now)]
+        except FileNotFoundError:
+            return
+        budget, kept = self.receipts_max_bytes // 2, []
+        for line in reversed(lines):  # the newest first, until half the limit is used
+            budget -= len(line)
+            if budget < 0:
+                break
+            kept.append(line)
+        _write_atomic(self.receipts_path, b"".join(reversed(kept)))
 
     def receipts(self) -> Iterator[dict[str, Any]]:
         try:
