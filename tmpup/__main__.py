@@ -19,8 +19,9 @@ def main() -> None:
     try:
         from tmpup.cli import main as run
 
-        if sys.argv[1:2] and sys.argv[1] in _NETWORK_COMMANDS:
-            import tmpup.http  # noqa: F401  (the command would import it first thing)
+        args = sys.argv[1:]
+        if args and args[0] in _NETWORK_COMMANDS and not {"--help", "-h"} & set(args):
+            import tmpup.http  # noqa: F401  (the command would import it first thing; its help would not)
     finally:
         gc.freeze()
         gc.enable()

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
     from tmpup.providers.base import Provider, RemoteFile
 
-# Bytes per read from the socket and write to the file. Small enough for the block to stay in the CPU
-# cache between the copy out of the socket and the copy into the page cache: 1 MiB blocks made a 1 GiB
-# download swing between 0.6 and 2.5 s (the kernel's copy into the page cache ran from memory), 128 KiB
-# keeps it at curl's 0.8-1.0 s. Uploads keep 1 MiB blocks: there the per-block Python work dominates.
+# Bytes per read from the socket and write to the file: small enough for a block to stay in the CPU
+# cache between the copy out of the socket and the copy into the page cache. In hand runs of a 1 GiB
+# download (bench/README.md) 1 MiB blocks took 0.6-2.8 s, 128 KiB blocks 0.8-1.2 s mostly, though the
+# test VM's page-cache writes are bimodal whatever the block size (dd: 0.2-2.5 s for 1 GiB). Uploads
+# keep 1 MiB blocks: there the per-block Python work dominates.
 BLOCK = 128 * 1024
 
 
