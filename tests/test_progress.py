@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,21 @@ def test_rich_single_file_keeps_its_row() -> None:
     progress.sync()
     (row,) = progress.bar.tasks
     assert row.description == "✗ one.bin" and row.completed == 10
+
+
+def test_a_display_that_breaks_stops_drawing_and_nothing_else() -> None:
+    from tmpup.progress import RichProgress
+
+    def broken_console() -> Any:
+        raise RuntimeError("no terminal after all")
+
+    progress = RichProgress(delay=0, refresh=0.01, console=broken_console)
+    progress.start()
+    task = progress.task("f.bin", 10)
+    deadline = time.monotonic() + 10
+    while progress.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    task.advance(10)  # the transfer goes on counting
+    task.finish()
+    progress.stop()  # and ends as usual
+    assert isinstance(progress.error, RuntimeError)

@@ -517,14 +517,26 @@ class RichProgress:
         if self._painter is not None:
             self._painter.join()
         if self._live:
-            with stderr_guard():
-                self.sync()
-                self.bar.stop()  # draws the final state
             self._live = False
+            try:
+                with stderr_guard():
+                    self.sync()
+                    self.bar.stop()  # draws the final state
+            except Exception as exc:  # pragma: no cover - see _paint
+                self.error = exc
+
+    #: What broke the display, if anything did: it stops drawing, the transfers go on.
+    error: Exception | None = None
 
     # -- the painter -----------------------------------------------------------------------------
 
     def _paint(self) -> None:
+        try:
+            self._draw()
+        except Exception as exc:  # a display that fails must not end (or clutter) an upload
+            self.error = exc
+
+    def _draw(self) -> None:
         if self._stopping.wait(self.delay):
             return
         # Loading rich creates ~40,000 long-lived objects: with the collector off meanwhile and the
