@@ -253,3 +253,32 @@ def test_a_display_that_breaks_stops_drawing_and_nothing_else() -> None:
     task.finish()
     progress.stop()  # and ends as usual
     assert isinstance(progress.error, RuntimeError)
+
+
+def test_a_display_started_again_draws_the_next_transfer_afresh() -> None:
+    """`resume --all` runs one upload after another on one display: each gets its own bar."""
+    import io
+
+    from rich.console import Console
+
+    from tmpup.progress import RichProgress
+
+    screens: list[io.StringIO] = []
+
+    def console() -> Any:
+        screens.append(io.StringIO())
+        return Console(file=screens[-1], width=100)
+
+    progress = RichProgress(delay=0, refresh=0.01, console=console)
+    for name in ("first.bin", "second.bin"):
+        task = progress.task(name, 10)  # made before start(), as a download does
+        progress.start()
+        deadline = time.monotonic() + 10
+        while not progress._live and time.monotonic() < deadline:
+            time.sleep(0.01)
+        task.advance(10)
+        task.finish()
+        progress.stop()
+    assert len(screens) == 2
+    assert "first.bin" in screens[0].getvalue() and "first.bin" not in screens[1].getvalue()
+    assert "second.bin" in screens[1].getvalue()

@@ -462,7 +462,13 @@ class RichProgress:
         self.refresh = refresh
         self.console = console  # makes the rich Console to draw on (default: stderr)
         self.lock = threading.Lock()
-        self.active: list[_BarTask] = []  # not yet finished, or finished but still to be drawn
+        self._painter: threading.Thread | None = None
+        self._reset()
+
+    def _reset(self, keep: list[_BarTask] | None = None) -> None:
+        """A display with no rows (but `keep`'s): a new one, or one started again (`resume --all`: one
+        upload after another, each with its own bar)."""
+        self.active: list[_BarTask] = keep or []  # not yet finished, or finished but still to be drawn
         self.files = 0  # a total is shown when add_total() set this
         self.total: int | None = None
         self.started = time.monotonic()
@@ -473,7 +479,6 @@ class RichProgress:
         self.total_row: Any = None
         self.shown_carried = 0
         self._bar: Any = None
-        self._painter: threading.Thread | None = None
         self._stopping = threading.Event()
         self._live = False
 
@@ -508,9 +513,17 @@ class RichProgress:
                 self.gone_carried += task.carried
 
     def start(self) -> None:
-        if self._painter is None:
-            self._painter = threading.Thread(target=self._paint, name="tmpup-progress", daemon=True)
-            self._painter.start()
+        if self._painter is not None:
+            if self._painter.is_alive():
+                return  # started already
+            # Stopped: the last display's final state is on the screen and a new one begins, with the
+            # transfers made since (a download makes its task before it starts the display).
+            keep = [task for task in self.active if not task.finished]
+            for task in keep:
+                task.row = None
+            self._reset(keep)
+        self._painter = threading.Thread(target=self._paint, name="tmpup-progress", daemon=True)
+        self._painter.start()
 
     def stop(self) -> None:
         self._stopping.set()
