@@ -33,8 +33,19 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Headers that may follow a redirect to another origin; every other header (credentials, a tus
 #: profile's extra `headers`) stays with the origin the profile names.
 _PORTABLE_HEADERS = {
-    "user-agent", "accept", "accept-encoding", "connection", "content-type", "content-length", "range",
-    "if-range", "tus-resumable", "upload-offset", "upload-length", "upload-metadata", "upload-defer-length",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "connection",
+    "content-type",
+    "content-length",
+    "range",
+    "if-range",
+    "tus-resumable",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-defer-length",
 }
 #: An answer tmpup reads whole (not streamed) is an API's JSON or error text: far below this. A bigger
 #: (or endless) body is a wrong URL or a broken server, refused before it fills the memory.
@@ -146,7 +157,6 @@ class RateLimiter:
             check_cancel()
             self.sleep(wait)
             waited += wait
-
 
 
 class _Session(requests.Session):

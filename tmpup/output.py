@@ -180,4 +180,3 @@ def printable(text: str) -> str:
     """One line, no control characters (server text and file names can hold anything, escapes included)."""
     text = " ".join(text.splitlines())
     return "".join(ch if ch.isprintable() else "?" for ch in text)
-

@@ -111,9 +111,7 @@ def _check_targets(target: Path, part: Path, request: DownloadRequest) -> None:
         raise InputError(f"{target.parent} is not a directory")
 
 
-def _write(
-    rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int, download_id: str
-) -> dict[str, Any]:
+def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int, download_id: str) -> dict[str, Any]:
     task = rt.progress.task(target.name, remote.size, completed=offset)
     written = offset
     rt.progress.start()

@@ -252,7 +252,8 @@ class QlikProvider(Provider):
 
             body = describe_body(response)
             raise ConfigError(
-                f"qlik: {self.base} answered {response.status_code}" + (f" with {body}" if body else "")
+                f"qlik: {self.base} answered {response.status_code}"
+                + (f" with {body}" if body else "")
                 + ", not as Qlik's temp-contents API would",
                 provider=self.id,
                 hint="check the profile's url: it must be the tenant's base, e.g. https://acme.eu.qlikcloud.com",
