@@ -68,7 +68,7 @@ def test_the_painter_draws_after_the_delay_and_the_final_state_on_stop() -> None
 
     from rich.console import Console
 
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     screen = io.StringIO()
     progress = RichProgress(delay=0.05, refresh=0.01, console=lambda: Console(file=screen, width=100))
@@ -88,7 +88,7 @@ def test_the_painter_draws_after_the_delay_and_the_final_state_on_stop() -> None
 
 
 def test_stop_before_the_delay_draws_nothing_and_loads_no_rich() -> None:
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     progress = RichProgress(delay=60)
     progress.start()
@@ -201,7 +201,7 @@ def test_lines_total_only_for_long_runs(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_rich_total_keeps_only_active_rows() -> None:
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     progress = RichProgress()  # never started: nothing is drawn; sync() builds the rows it would draw
     progress.add_total(50, 50 * 10)
@@ -226,7 +226,7 @@ def test_rich_total_keeps_only_active_rows() -> None:
 
 
 def test_rich_single_file_keeps_its_row() -> None:
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     progress = RichProgress()
     task = progress.task("one.bin", 10)
@@ -238,7 +238,7 @@ def test_rich_single_file_keeps_its_row() -> None:
 
 
 def test_a_display_that_breaks_stops_drawing_and_nothing_else() -> None:
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     def broken_console() -> Any:
         raise RuntimeError("no terminal after all")
@@ -261,7 +261,7 @@ def test_a_display_started_again_draws_the_next_transfer_afresh() -> None:
 
     from rich.console import Console
 
-    from tmpup.progress import RichProgress
+    from tmpup.progress_bar import RichProgress
 
     screens: list[io.StringIO] = []
 

@@ -168,7 +168,8 @@ def test_progress_of_a_resumed_upload_starts_where_the_server_is(
 def test_resumed_bytes_are_not_counted_as_speed_in_any_renderer() -> None:
     import io
 
-    from tmpup.progress import LinesProgress, NullProgress, RichProgress
+    from tmpup.progress import LinesProgress, NullProgress
+    from tmpup.progress_bar import RichProgress
 
     now = [100.0]
     lines = LinesProgress(lambda: io.StringIO(), interval=1000.0, clock=lambda: now[0])
