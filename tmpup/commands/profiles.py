@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tmpup.config import ENV_PROFILE_NAME, describe_profile, load_config_file, select_profile
+from tmpup.config import ENV_PROFILE_NAME, describe_profile, select_profile
+from tmpup.config_file import load_config_file
 from tmpup.errors import ConfigError
 from tmpup.runtime import Runtime
 

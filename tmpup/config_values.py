@@ -1,0 +1,141 @@
+"""One configuration value: secrets (wrapped in `Secret`, read from files without echoing them) and the
+checks and conversions of each key kind (url, int, size, duration, bool, table, path, string).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tmpup.config_file import MAX_SECRET_BYTES, read_bounded
+from tmpup.errors import ConfigError
+from tmpup.providers.base import KeySpec
+from tmpup.units import parse_duration, parse_size
+
+
+class Secret:
+    """A credential. Its text never shows in str/repr/format; `reveal()` is the one way out."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def secret_value(value: str, where: str) -> Secret:
+    """A credential as given; refuse what no HTTP header could carry, without echoing it."""
+    if not value:
+        raise ConfigError(f"{where} is empty")
+    bad = next((ch for ch in value if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        what = "a line break" if bad in "\r\n" else "a control character"
+        raise ConfigError(f"{where} contains {what}", hint="check how the secret was stored (a stray newline?)")
+    return Secret(value)
+
+
+def read_secret_file(raw: Any, where: str) -> Secret:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{where} must be a file path")
+    path = Path(raw).expanduser()
+    try:
+        data = read_bounded(path, MAX_SECRET_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+    if data is None:
+        raise ConfigError(f"{where}: {path} is larger than {MAX_SECRET_BYTES // 1024} KiB; is it the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
+    value = text.strip("\r\n")
+    if not value:
+        raise ConfigError(f"{where}: {path} is empty")
+    return secret_value(value, f"{where} ({path})")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def coerce(raw: Any, spec: KeySpec, where: str) -> Any:
+    """Check and convert one value to the key's kind; errors name where it came from."""
+    if isinstance(raw, Secret):
+        return raw
+    try:
+        value = _convert(raw, spec)
+        if spec.positive and not value > 0:
+            raise ValueError("must be more than 0")
+        return value
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad value for {spec.name!r}: {exc}") from None
+
+
+def _convert(raw: Any, spec: KeySpec) -> Any:
+    if spec.kind == "url":
+        return _check_url(raw)
+    if spec.kind == "int":
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError("expected a whole number")
+        number = int(raw)
+        if number < 0:
+            raise ValueError("cannot be negative")
+        return number
+    if spec.kind == "size":
+        return parse_size(raw)
+    if spec.kind == "duration":
+        return parse_duration(raw)
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).strip().lower() in _TRUE:
+            return True
+        if str(raw).strip().lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if spec.kind == "table":
+        if isinstance(raw, str):  # from the environment (TMPUP_HEADERS): a JSON object
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise ValueError('expected a JSON object of strings, e.g. {"X-Foo": "bar"}') from None
+        if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError('expected a table of strings, e.g. { X-Foo = "bar" } (TMPUP_HEADERS: JSON)')
+        return dict(raw)
+    if spec.kind == "path":
+        path = Path(str(raw)).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a readable file")
+        return str(path)
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+        raise ValueError("expected a string")
+    return str(raw)
+
+
+def _check_url(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("expected a URL string")
+    url = raw.strip()
+    parsed = urlparse(url)
+    if "@" in parsed.netloc or (not parsed.netloc and "@" in url):
+        # Checked first, and the URL not echoed: what precedes the '@' is likely a password.
+        raise ValueError("credentials do not belong in the URL; use the profile's secret keys")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
