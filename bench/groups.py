@@ -321,12 +321,18 @@ def tus_group(
             ),
             Case(tuspy_label, lambda: sc.tuspy(create_url, big), check(), size, cpu),
             Case("curl PATCH", patch, check(), size, cpu),
+            Case("bare socket (Python)", lambda: sc.bare_tus(create_url, big), check(), size, cpu),
         ],
         [
             Comparison("tmpup (bar)", tuspy_label, "throughput", 2.5, ">= 2.5"),
             Comparison("tmpup (bar)", "curl PATCH", "time", 1.2, "<= 1.2"),
+            # What any Python client could reach: the bar the first target sets, seen from below.
+            Comparison("bare socket (Python)", tuspy_label, "throughput", None, "(a Python client's ceiling)"),
+            Comparison("tmpup (bar)", "bare socket (Python)", "time", None, "(tmpup's cost over that ceiling)"),
         ],
         reps,
         "tmpup creates the upload and sends it in one PATCH (keeping a resume record); tuspy sends 64 MiB "
-        "PATCHes; curl sends one PATCH to an upload the harness created beforehand (untimed).",
+        "PATCHes; curl sends one PATCH to an upload the harness created beforehand (untimed); the bare socket "
+        "(bench/bare_tus.py) creates the upload and sends one PATCH with no HTTP library at all, the most a "
+        "Python process can do here.",
     )

@@ -1,5 +1,6 @@
 """The commands the benchmark runs: tmpup with a file-less profile (`TMPUP_*` variables), and its
-yardsticks (curl, tuspy, `python -c "import requests"`). tests/test_bench.py runs the same builders.
+yardsticks (curl, tuspy, a bare-socket tus upload, `python -c "import requests"`).
+tests/test_bench.py runs the same builders.
 
 Every builder returns a `Command`: its argv list (several argvs for "200 curl processes") and the
 environment to run it in. The environment is isolated: HOME, the XDG dirs and `TMPUP_STATE_DIR`
@@ -143,6 +144,12 @@ def curl_patch(upload_url: str, file: Path) -> Command:
 def tuspy(create_url: str, file: Path, chunk: int = TUSPY_CHUNK) -> Command:
     argv = [python(), str(BENCH / "tuspy_upload.py"), create_url, str(file), str(chunk)]
     return Command(f"tuspy {chunk // 1024 // 1024} MiB", [argv], dict(os.environ))
+
+
+def bare_tus(create_url: str, file: Path) -> Command:
+    """A tus upload with a bare socket: the ceiling of any Python client (bench/bare_tus.py)."""
+    argv = [python(), str(BENCH / "bare_tus.py"), create_url, str(file)]
+    return Command("bare socket (Python)", [argv], dict(os.environ))
 
 
 def curl_download(url: str, name: str, out: Path) -> Command:

@@ -126,6 +126,7 @@ def test_tus_uploads_arrive_exact(sink: SinkProcess, files: Files, tmp_path: Pat
         sc.tmpup_upload("t", tmp_path, "tus", create, [files.big]),
         sc.tuspy(create, files.big, chunk=MIB),  # several PATCHes
         sc.curl_patch(create_tus_upload(create, files.big.stat().st_size, files.big.name), files.big),
+        sc.bare_tus(create, files.big),
     ):
         before = sink.last_seq()
         run(command, tmp_path)
