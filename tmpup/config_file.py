@@ -73,17 +73,9 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
         if explicit:
             raise ConfigError(f"config file {where} does not exist", hint="create it or fix --config")
         return ConfigFile(where, False, {}, "")
+    text = read_text(where, MAX_CONFIG_BYTES, f"config file {where}")
     try:
-        raw = read_bounded(where, MAX_CONFIG_BYTES)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from exc
-    if raw is None:
-        raise ConfigError(f"config file {where} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
-    try:
-        text = raw.decode("utf-8")
         data = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {where} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {where} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
@@ -105,6 +97,20 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
 #: must be an error, not an exhausted memory.
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_SECRET_BYTES = 64 * 1024
+
+
+def read_text(path: Path, limit: int, label: str, prefix: str = "") -> str:
+    """The UTF-8 text of a file of at most `limit` bytes; errors read "PREFIX... LABEL ..."."""
+    try:
+        raw = read_bounded(path, limit)
+    except OSError as exc:
+        raise ConfigError(f"{prefix}cannot read {label}: {exc.strerror or exc}") from None
+    if raw is None:
+        raise ConfigError(f"{prefix}{label} is larger than {limit // 1024} KiB; is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{prefix}{label} is not UTF-8 text") from None
 
 
 def read_bounded(path: Path, limit: int) -> bytes | None:

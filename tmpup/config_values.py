@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from tmpup.config_file import MAX_SECRET_BYTES, read_bounded
+from tmpup.config_file import MAX_SECRET_BYTES, read_text
 from tmpup.errors import ConfigError
 from tmpup.providers.base import KeySpec
 from tmpup.units import parse_duration, parse_size
@@ -54,17 +54,7 @@ def read_secret_file(raw: Any, where: str) -> Secret:
     if not isinstance(raw, str) or not raw:
         raise ConfigError(f"{where} must be a file path")
     path = Path(raw).expanduser()
-    try:
-        data = read_bounded(path, MAX_SECRET_BYTES)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
-    if data is None:
-        raise ConfigError(f"{where}: {path} is larger than {MAX_SECRET_BYTES // 1024} KiB; is it the right file?")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
-    value = text.strip("\r\n")
+    value = read_text(path, MAX_SECRET_BYTES, str(path), prefix=f"{where}: ").strip("\r\n")
     if not value:
         raise ConfigError(f"{where}: {path} is empty")
     return secret_value(value, f"{where} ({path})")
