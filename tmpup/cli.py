@@ -26,12 +26,12 @@ from tmpup.runtime import GlobalOptions, Runtime
 app = typer.Typer(
     name="tmpup",
     help="Upload files to temporary-file APIs (Qlik, tus, Thulium, Pyrus, KF5, Enterprise Tester).",
-    no_args_is_help=True,
+    no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-profiles_app = typer.Typer(help="List, show and check configuration profiles.", no_args_is_help=True)
+profiles_app = typer.Typer(help="List, show and check configuration profiles.", no_args_is_help=False)
 app.add_typer(profiles_app, name="profiles")
 
 
@@ -66,11 +66,12 @@ def upload(
         str | None, typer.Option("--chunk-size", help="Split resumable uploads into requests of this size, e.g. 64M.")
     ] = None,
     resumable: Annotated[
-        bool | None,
-        typer.Option(
-            "--resumable/--no-resume", help="Force a resumable (tus) upload, or never resume one.", show_default=False
-        ),
-    ] = None,
+        bool, typer.Option("--resumable", help="Force a resumable (tus) upload.", show_default=False)
+    ] = False,
+    no_resume: Annotated[
+        bool,
+        typer.Option("--no-resume", help="Never resume, nor make resumable: one plain request.", show_default=False),
+    ] = False,
     checksum: Annotated[
         bool, typer.Option("--checksum", help="Compute the sha256 of each file while it uploads.")
     ] = False,
@@ -93,6 +94,8 @@ def upload(
             raise input_error(f"--ttl: {exc}") from None
         if ttl_seconds != int(ttl_seconds):
             raise input_error("--ttl must be whole seconds")
+    if resumable and no_resume:
+        raise UsageError("--resumable and --no-resume contradict each other; give one of them")
     chunk = size_option("--chunk-size", chunk_size)
     if chunk is not None and chunk < 1:
         raise UsageError("--chunk-size must be at least 1 byte")
@@ -109,7 +112,7 @@ def upload(
             ttl=int(ttl_seconds) if ttl_seconds is not None else None,
             jobs=jobs,
             chunk_size=chunk,
-            resumable=resumable,
+            resumable=True if resumable else (False if no_resume else None),
             checksum=checksum,
             limit_rate=rate,
         ),
@@ -294,6 +297,8 @@ def _click_exceptions() -> Any:
 
 def _run(args: list[str]) -> int:
     click_exc = _click_exceptions()
+    if "-h" in args or "--help" in args:
+        _plain_help_off_a_terminal()
 
     code: int
     try:
@@ -311,12 +316,14 @@ def _run(args: list[str]) -> int:
         _error("aborted")
         code = int(ExitCode.INTERRUPTED)
     except click_exc.UsageError as exc:
-        # No arguments at all: the help was printed (no_args_is_help); there is no error to add.
-        if exc.format_message().strip():
-            hint = ""
-            if exc.ctx is not None:
-                hint = f" (see '{exc.ctx.command_path} --help')"
-            _error(f"{exc.format_message()}{hint}")
+        message, hint = exc.format_message(), ""
+        if exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+            commands = getattr(exc.ctx.command, "list_commands", None)
+            if commands is not None and message == "Missing command.":
+                # `tmpup` alone: the help is not a result (stdout) and not an error line; name the commands
+                message = "missing command: one of " + ", ".join(commands(exc.ctx))
+        _error(f"{message}{hint}")
         code = int(ExitCode.USAGE)
     except click_exc.ClickException as exc:
         _error(exc.format_message())
@@ -336,6 +343,22 @@ def _run(args: list[str]) -> int:
             traceback.print_exc()
         code = int(ExitCode.INTERNAL)
     return code
+
+
+def _plain_help_off_a_terminal() -> None:
+    """typer colours its help whenever FORCE_COLOR, PY_COLORS or GITHUB_ACTIONS is set, pipe or not:
+    off a terminal, tmpup's help carries no escape sequence (DESIGN.md section 2: "No ANSI escape
+    ever reaches a pipe or a log file")."""
+    try:
+        if sys.stdout.isatty():
+            return
+    except (AttributeError, ValueError):
+        pass
+    try:
+        from typer import rich_utils
+    except ImportError:  # pragma: no cover - typer without rich: plain help already
+        return
+    rich_utils.FORCE_TERMINAL = False
 
 
 def _cancel() -> None:

@@ -3,11 +3,12 @@
 Precedence is decided in one place, `resolve_value`: command-line option > `TMPUP_*` environment >
 profile > provider default. Secrets (keys a provider marks `secret`) come from `KEY_env` (the name
 of an environment variable), `KEY_file` (a file holding the value) or `KEY` itself, and from
-`TMPUP_KEY` / `TMPUP_KEY_FILE` in the environment; they are wrapped in `Secret` so that no repr, log
+`TMPUP_KEY` / `TMPUP_KEY_FILE` / `TMPUP_KEY_ENV` in the environment; they are wrapped in `Secret` so that no repr, log
 line or error message can show them.
 
 Which profile: `-p NAME` > `TMPUP_PROFILE` > the file-less environment profile when `TMPUP_PROVIDER`
-is set > the file's `default_profile` > the only profile of the file.
+is set > the file's `default_profile` > the only profile of the file. The environment profile is named
+`env` (`-p env` picks it, unless the file has a profile of that name).
 
 Reading the file is `tmpup.config_file`'s job; checking and converting one value (and `Secret`) is
 `tmpup.config_values`'.
@@ -40,6 +41,8 @@ class Settings:
     values: Mapping[str, Any]
     origins: Mapping[str, str] = field(default_factory=dict)
     config_path: Path | None = None
+    #: where each value came from, as error messages name it (`--ttl`, `TMPUP_TTL`, `FILE:LINE profile 'x'`)
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.values.get(key)
@@ -48,6 +51,13 @@ class Settings:
     def secret(self, key: str) -> str | None:
         value = self.values.get(key)
         return value.reveal() if isinstance(value, Secret) else None
+
+    def where(self, key: str) -> str | None:
+        """Where KEY's value came from, for a message about it (None for a provider default)."""
+        source = self.sources.get(key)
+        if source is None or source == "default":
+            return None
+        return f"{source}: {key}" if self.origins.get(key) == "profile" else source
 
     @property
     def timeout(self) -> float:
@@ -71,11 +81,15 @@ def known_provider_ids() -> list[str]:
 
 
 def select_profile(cfg: ConfigFile, option: str | None, env: Mapping[str, str]) -> str | None:
-    """The profile name to use, or None for the file-less environment profile."""
-    if option:
-        return option
-    if env.get("TMPUP_PROFILE"):
-        return env["TMPUP_PROFILE"]
+    """The profile name to use, or None for the file-less environment profile.
+
+    That profile is listed (and recorded in results) as `env`, so the name picks it too, unless the
+    file has a profile of that name."""
+    chosen = option or env.get("TMPUP_PROFILE")
+    if chosen:
+        if chosen == ENV_PROFILE_NAME and env.get("TMPUP_PROVIDER") and chosen not in cfg.profiles:
+            return None
+        return chosen
     if env.get("TMPUP_PROVIDER"):
         return None
     default = cfg.data.get("default_profile")
@@ -132,9 +146,12 @@ def load_settings(
     else:
         if name not in cfg.profiles:
             known = ", ".join(cfg.profiles) or "none"
+            hint = f"known profiles: {known}"
+            if name == ENV_PROFILE_NAME:
+                hint += f"; the environment profile {name!r} needs TMPUP_PROVIDER (and TMPUP_URL, credentials)"
             raise ConfigError(
                 f"unknown profile {name!r}" + (f" in {cfg.path}" if cfg.exists else f" (no {cfg.path})"),
-                hint=f"known profiles: {known}",
+                hint=hint,
             )
         table = cfg.profiles[name]
         display = name
@@ -162,6 +179,7 @@ def load_settings(
 
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for key, spec in specs.items():
         raw, origin = resolve_value(
             key, options=options, env_values=env_values, profile_values=profile_values, spec=spec
@@ -181,8 +199,9 @@ def load_settings(
             continue
         values[key] = coerce(raw, spec, origin_text)
         origins[key] = origin
-    _check_alternatives(provider, values, where)
-    return Settings(display, provider, values, origins, cfg.path if cfg.exists else None)
+        sources[key] = origin_text
+    _check_alternatives(provider, values, where, origins, sources)
+    return Settings(display, provider, values, origins, cfg.path if cfg.exists else None, sources)
 
 
 def _provider_hint() -> str:
@@ -196,13 +215,23 @@ def _missing_hint(spec: KeySpec, profile: str | None) -> str:
     return f"set {spec.name} in the profile or {env_name}"
 
 
-def _check_alternatives(provider: str, values: Mapping[str, Any], where: str) -> None:
+def _check_alternatives(
+    provider: str, values: Mapping[str, Any], where: str, origins: Mapping[str, str], sources: Mapping[str, str]
+) -> None:
+    """The provider's own check of how keys combine (KF5: a password or an API token, not both).
+
+    Its problem names the keys involved as `'KEY'`; when one of them came from outside the profile
+    (`TMPUP_PASSWORD` beside a profile's api_token), the message says where each came from."""
     from tmpup.providers import provider_class
 
     check = getattr(provider_class(provider), "validate_settings", None)
     if check is not None:
         problem = check(values)
         if problem:
+            named = [key for key in values if f"'{key}'" in problem and key in origins]
+            if any(origins[key] != "profile" for key in named):
+                came = "; ".join(f"{key} from {sources[key]}" for key in named)
+                raise ConfigError(f"{where}: {problem} ({came})")
             raise ConfigError(f"{where}: {problem}")
 
 
@@ -282,6 +311,14 @@ def _env_values(specs: Mapping[str, KeySpec], env: Mapping[str, str]) -> dict[st
                 values[key] = secret_value(env[env_name], env_name)
             elif env.get(env_name + "_FILE"):
                 values[key] = read_secret_file(env[env_name + "_FILE"], f"{env_name}_FILE")
+            elif env.get(env_name + "_ENV"):  # as `KEY_env` in a profile: the name of the variable to read
+                var = env[env_name + "_ENV"]
+                if not env.get(var):
+                    raise ConfigError(
+                        f"{env_name}_ENV names the environment variable {var}, which is not set (or empty)",
+                        hint=f"export {var}=... before running tmpup",
+                    )
+                values[key] = secret_value(env[var], f"the environment variable {var} ({env_name}_ENV)")
         elif env.get(env_name):
             values[key] = env[env_name]
     return values

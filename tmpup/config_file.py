@@ -80,8 +80,11 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
         raise ConfigError(f"config file {where} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
+        key = unknown[0]
+        pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
+        line = next((i + 1 for i, row in enumerate(text.splitlines()) if pattern.match(row)), None)
         raise ConfigError(
-            f"{where}: unknown top-level key {unknown[0]!r}",
+            f"{where}" + (f":{line}" if line else "") + f": unknown top-level key {key!r}",
             hint="only 'default_profile' and [profiles.NAME] tables belong at the top",
         )
     profiles = data.get("profiles", {})

@@ -72,6 +72,8 @@ def coerce(raw: Any, spec: KeySpec, where: str) -> Any:
         value = _convert(raw, spec)
         if spec.positive and not value > 0:
             raise ValueError("must be more than 0")
+        if spec.whole and value != int(value):
+            raise ValueError(f"must be whole seconds, not {value:g}")
         return value
     except ValueError as exc:
         raise ConfigError(f"{where}: bad value for {spec.name!r}: {exc}") from None
@@ -83,7 +85,10 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
     if spec.kind == "int":
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError("expected a whole number")
-        number = int(raw)
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, not {str(raw)[:40]!r}") from None
         if number < 0:
             raise ValueError("cannot be negative")
         return number

@@ -17,7 +17,7 @@ see `requests` or raw JSON.
     ├── IntegrityError              (9  size / checksum mismatch)
     ├── TransientError              (10 network, timeout, 429, 5xx after all retries)
     ├── LockedError                 (10 another tmpup process is feeding this upload)
-    ├── PartialFailure              (11 some of several files failed)
+    ├── PartialFailure              (11 some of several files failed; see several_failed)
     └── Interrupted                 (130 Ctrl-C / SIGTERM)
 """
 
@@ -130,6 +130,18 @@ class PartialFailure(TmpupError):
     exit_code = ExitCode.PARTIAL
 
 
+def several_failed(failed: list[TmpupError], total: int, what: str) -> TmpupError:
+    """What ends a run of several items (files, records) some of which failed, each reported already.
+
+    Exit 11 when some succeeded. When none did and all failed alike (one exit code: every file
+    missing, the server down for all), that code: nothing succeeded, so it is not a partial success,
+    and a script learns the reason it would have learnt from one file."""
+    message = f"{len(failed)} of {total} {what} failed (each reported above)"
+    if len(failed) == total and len({error.exit_code for error in failed}) == 1:
+        return type(failed[0])(message)
+    return PartialFailure(message)
+
+
 class Interrupted(TmpupError):
     exit_code = ExitCode.INTERRUPTED
 
@@ -155,17 +167,29 @@ def error_for_status(
     provider: str | None = None,
     url: str | None = None,
     hint: str | None = None,
+    method: str | None = None,
+    profile: str | None = None,
 ) -> TmpupError:
-    """Map an HTTP status to the error class (and so the exit code) of DESIGN.md section 4."""
+    """Map an HTTP status to the error class (and so the exit code) of DESIGN.md section 4, with a
+    hint at what to do next where the status says it (`method`: the request's; `profile`: the one in use)."""
     cls: type[TmpupError]
     if status in (401, 403):
         cls = AuthError
-        hint = hint or "check the profile's credentials (tmpup profiles check NAME)"
+        check = f"tmpup profiles check {profile}" if profile else "tmpup profiles check"
+        hint = hint or f"check the profile's credentials ({check})"
     elif status == 404:
         cls = NotFoundError
+        if method == "POST":
+            hint = hint or "check the profile's url: it must point at the provider's API"
+        else:
+            hint = hint or "check the id (the service may also have deleted or expired it)"
     elif status == 410:
         cls = GoneError
-    elif status in (400, 411, 413, 414, 415, 416, 422):
+        hint = hint or "the file has expired on the service; upload it again"
+    elif status == 413:
+        cls = InputError
+        hint = hint or "the service refuses a request this large; see the provider's size limit in the README"
+    elif status in (400, 411, 414, 415, 416, 422):
         cls = InputError
     elif status in (407,):
         cls = ConfigError  # the proxy wants credentials: HTTPS_PROXY=http://user:pass@host

@@ -139,7 +139,9 @@ class Messages:
             out.flush()
 
     def warn(self, text: str) -> None:
-        self._write(f"tmpup: warning: {printable(text)}")
+        # -q: "nothing but results and errors", for cron jobs whose every stderr line mails someone
+        if not self.quiet:
+            self._write(f"tmpup: warning: {printable(text)}")
 
     def note(self, text: str) -> None:
         if not self.quiet:

@@ -296,7 +296,9 @@ def _make_bar(console: Any = None) -> Any:
         DownloadColumn(binary_units=True),
         _speed_column(),
         TimeRemainingColumn(),
-        console=console if console is not None else Console(stderr=True),
+        # Off a terminal, no escape sequence whatever FORCE_COLOR or TTY_COMPATIBLE say: the contract is
+        # "no ANSI escape ever reaches a pipe or a log file" (the bar then prints its final state once).
+        console=console if console is not None else Console(stderr=True, force_terminal=_terminal(sys.stderr)),
         auto_refresh=False,  # the painter refreshes
         transient=False,
         # Results must reach stdout itself when it is a pipe (`id=$(tmpup upload f)`); when both are
@@ -307,3 +309,11 @@ def _make_bar(console: Any = None) -> Any:
     # refresh instead (stop() draws the final state).
     bar.refresh = lambda: None  # type: ignore[method-assign]
     return bar
+
+
+def _terminal(stream: Any) -> bool | None:
+    """rich's `force_terminal`: False off a terminal, else None (rich's own checks, e.g. TERM=dumb)."""
+    try:
+        return None if stream.isatty() else False
+    except (AttributeError, ValueError):
+        return False

@@ -21,8 +21,8 @@ from tmpup.errors import (
     InputError,
     LockedError,
     NotFoundError,
-    PartialFailure,
     TmpupError,
+    several_failed,
 )
 from tmpup.runtime import Runtime
 from tmpup.state import ResumeRecord
@@ -139,7 +139,7 @@ def resume(rt: Runtime, target: str | None) -> None:
             rt.messages.error(f"{record.file.get('path')}: {exc}")
             errors.append(exc)
     if errors:
-        raise PartialFailure(f"{len(errors)} of {len(records)} interrupted uploads failed (each reported above)")
+        raise several_failed(errors, len(records), "interrupted uploads")
 
 
 def _resume_one(rt: Runtime, record: ResumeRecord) -> None:

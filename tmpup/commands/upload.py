@@ -28,10 +28,10 @@ from tmpup.errors import (
     ExitCode,
     InputError,
     Interrupted,
-    PartialFailure,
     TmpupError,
     UsageError,
     internal_error_message,
+    several_failed,
 )
 from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
@@ -319,6 +319,7 @@ def _options(rt: Runtime, request: UploadRequest, name: str) -> UploadOptions:
         chunk_size=int(chunk) if chunk is not None else None,
         resumable=request.resumable,
         checksum=request.checksum,
+        ttl_origin=rt.settings.where("ttl") if request.ttl is None else None,
     )
 
 
@@ -398,4 +399,4 @@ def _conclude(files: list[str], outcomes: list[TmpupError | None]) -> None:
         return
     if len(files) == 1:
         raise failed[0]
-    raise PartialFailure(f"{len(failed)} of {len(files)} files failed (each reported above)")
+    raise several_failed(failed, len(files), "files")

@@ -51,6 +51,7 @@ class KeySpec:
     default: Any = None
     help: str = ""
     positive: bool = False  # a number that must be above zero (a timeout of 0 would mean "fail at once")
+    whole: bool = False  # a duration in whole seconds (an API that takes an integer TTL)
 
 
 #: Keys every profile accepts, whatever its provider.
@@ -73,6 +74,8 @@ class UploadOptions:
     chunk_size: int | None = None
     resumable: bool | None = None  # None = provider decides; True = --resumable; False = --no-resume
     checksum: bool = False
+    #: where `ttl` came from when not from --ttl (`FILE:LINE profile 'x': ttl`, `TMPUP_TTL`), for messages
+    ttl_origin: str | None = None
 
 
 @dataclass
@@ -225,7 +228,9 @@ class Provider(abc.ABC):
             detail = f"a redirect to {redact_url(urljoin(response.url, response.headers['Location']))}"
         if detail:
             message = f"{message}: {detail}"
-        err = error_for_status(response.status_code, message, provider=self.id, url=url)
+        err = error_for_status(
+            response.status_code, message, provider=self.id, url=url, method=method, profile=self.settings.profile
+        )
         if response.status_code in (429, 503) and response.headers.get("Retry-After"):
             err.hint = f"the server asks to retry after {response.headers['Retry-After']}s"
         raise err

@@ -41,13 +41,17 @@ def id_from_location(location: str | None) -> str | None:
     return segment or None
 
 
-def check_ttl(ttl: int | None) -> int:
+def check_ttl(ttl: int | None, where: str | None = None) -> int:
+    """The TTL to ask for; out of Qlik's range is rejected input. `where`: the profile key or variable
+    the value came from, when it did not come from --ttl."""
     if ttl is None:
         return TTL_DEFAULT
     if not TTL_MIN <= ttl <= TTL_MAX:
         raise InputError(
-            f"ttl {ttl}s is outside Qlik's range of {TTL_MIN}..{TTL_MAX} seconds (3 days)",
-            hint="pass e.g. --ttl 2h",
+            f"ttl {ttl}s"
+            + (f" ({where})" if where else "")
+            + f" is outside Qlik's range of {TTL_MIN}..{TTL_MAX} seconds (3 days)",
+            hint="change it there, or pass e.g. --ttl 2h" if where else "pass e.g. --ttl 2h",
         )
     return ttl
 
@@ -59,7 +63,7 @@ class QlikProvider(Provider):
     keys: ClassVar[tuple[KeySpec, ...]] = (
         KeySpec("url", "url", required=True, help="tenant base, e.g. https://acme.eu.qlikcloud.com"),
         KeySpec("token", secret=True, required=True, help="API key or OAuth access token (Bearer)"),
-        KeySpec("ttl", "duration", help="time to live, 1s..3d (default 1h)"),
+        KeySpec("ttl", "duration", whole=True, help="time to live, 1s..3d (default 1h)"),
         KeySpec("chunk_size", "size", help="tus PATCH size (default: the whole remainder in one request)"),
         KeySpec(
             "resumable_threshold",
@@ -114,7 +118,10 @@ class QlikProvider(Provider):
         return self._upload_raw(source, options, task, ttl)
 
     def check_options(self, options: UploadOptions) -> None:
-        check_ttl(options.ttl if options.ttl is not None else self._profile_ttl())
+        if options.ttl is not None:
+            check_ttl(options.ttl, options.ttl_origin)
+        else:
+            check_ttl(self._profile_ttl(), self.settings.where("ttl"))
 
     def _profile_ttl(self) -> int | None:
         value = self.settings.get("ttl")
@@ -262,10 +269,15 @@ class QlikProvider(Provider):
         raise AssertionError("unreachable: check_response raises for every status")  # pragma: no cover
 
     def _is_qlik_error(self, response: Any) -> bool:
-        """Whether an error answer is Qlik's JSON envelope ({"errors": [{"code", "title"}]})."""
+        """Whether an error answer is Qlik's JSON envelope (`{"errors": [{"code", "title"}]}`, both strings,
+        both required: providers.md 1.2). Other APIs wrap errors in an `errors` list too (Thulium:
+        `{"message", "code": 404001}`), and a check must not take their 404 for Qlik's."""
         try:
             body = response.json()
         except ValueError:
             return False
         errors = body.get("errors") if isinstance(body, dict) else None
-        return isinstance(errors, list) and bool(errors) and isinstance(errors[0], dict) and "code" in errors[0]
+        if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+            return False
+        first = errors[0]
+        return isinstance(first.get("code"), str) and isinstance(first.get("title"), str)
