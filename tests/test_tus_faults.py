@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run, sha256_file
+from tests.conftest import make_file, run, sha256_file, write_config
 from tests.test_tus_client import (
     MIB,
     assert_clean,
@@ -205,11 +205,37 @@ def test_resumed_bytes_are_not_counted_as_speed_in_any_renderer() -> None:
 def test_423_storm_waits_and_continues(tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path) -> None:
     emulator.faults.add(Fault(provider="tus", path=UPLOAD_PATH, status=423, retry_after=0, times=9))
     src = make_file(tmp_path / "f.bin", 2 * MIB)
-    result = run("upload", str(src), "--json", "--progress", "none")
+    result = run("upload", str(src), "--json", "--progress", "none", "--retries", "9")
     assert result.code == 0, result.err
     assert "locked" in result.err
     assert_uploaded(emulator, "tus", json.loads(result.out), src)
     assert_clean(state_dir)
+
+
+def test_423_counts_against_retries_when_no_request_of_ours_can_hold_the_lock(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    # Somebody else holds the upload: --retries 1 means one retry, not a two-minute wait
+    emulator.faults.add(Fault(provider="tus", path=UPLOAD_PATH, status=423, retry_after=0, times=None))
+    src = make_file(tmp_path / "f.bin", MIB)
+    result = run("upload", str(src), "--progress", "json", "--retries", "1")
+    assert result.code == 10, result.err
+    assert result.err.count("locked on the server") == 1
+    last = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")][-1]
+    assert last["event"] == "failed" and last["bytes"] == 0  # what the server holds, not what was sent
+
+
+def test_423_after_our_own_patch_was_cut_waits_past_retries(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    # Our cut PATCH may hold the server's lock until the server notices: that wait is not the retry budget
+    emulator.faults.add(Fault(provider="tus", method="PATCH", drop_after=MIB // 2, times=1))
+    emulator.faults.add(Fault(provider="tus", path=UPLOAD_PATH, status=423, retry_after=0, times=5))
+    src = make_file(tmp_path / "f.bin", MIB)
+    result = run("upload", str(src), "--json", "--progress", "none")  # the profile's retries = 2
+    assert result.code == 0, result.err
+    assert "locked" in result.err
+    assert_uploaded(emulator, "tus", json.loads(result.out), src)
 
 
 def test_endless_423_is_transient_and_resumable(
@@ -354,3 +380,25 @@ def test_two_resumes_of_one_upload_at_once(
     assert_uploaded(emulator, "tus", json.loads(winner), src)
     assert len(emulator.store.blobs("tus")) == 1
     assert_clean(state_dir)
+
+
+def test_a_token_in_the_creation_url_stays_out_of_the_resume_record(
+    emulator: Emulator, config_path: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    # The logs mask `?token=...`; the record (DESIGN.md 5: "holding no credentials") must not keep it either
+    write_config(
+        config_path,
+        f'[profiles.t]\nprovider = "tus"\nurl = "{emulator.mount_url("tus")}?token=hunter3pw"\nretries = 0\n',
+    )
+    emulator.faults.add(Fault(provider="tus", method="PATCH", drop_after=MIB // 2, times=1))
+    src = make_file(tmp_path / "f.bin", MIB)
+    failed = run("upload", str(src), "--progress", "none")
+    assert failed.code == 10, failed.err
+    records = list((state_dir / "uploads").glob("*.json"))
+    assert len(records) == 1
+    assert "hunter3pw" not in records[0].read_text() and "token=" in records[0].read_text()
+    assert "hunter3pw" not in failed.err
+    done = run("resume", str(src), "--json", "--progress", "none")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["resumed"] is True  # the masked URL still matches this endpoint
+    assert_uploaded(emulator, "tus", json.loads(done.out), src)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from tmpup.errors import GoneError, InputError, IntegrityError, Interrupted, TmpupError, TransientError
-from tmpup.http import RETRY_STATUSES
+from tmpup.http import RETRY_STATUSES, redact_url
 from tmpup.protocols.tus import (
     OFFSET_OCTET_STREAM,
     TusClient,
@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 #: New uploads started after the server forgot or expired one; a TTL too short for the link
 #: would otherwise start over forever.
 MAX_RESTARTS = 2
-#: Consecutive 423 Locked answers tolerated: a dangling PATCH can hold the server's lock a while.
+#: Consecutive 423 Locked answers tolerated after a PATCH of ours was cut (or a record is resumed): the
+#: dangling request can hold the server's lock a while. Otherwise 423 counts against --retries.
 MAX_LOCKED = 12
 #: The smallest PATCH a proxy's 413 halves the chunks down to; a 413 for one this small is final.
 MIN_CHUNK = 256 * 1024
@@ -110,6 +111,8 @@ class Transfer:
         self.restarts = 0
         self.chunk = options.chunk_size  # None: the whole remainder in one PATCH; halved on a proxy's 413
         self.last_length = 0
+        # A request of ours may still hold the server's lock: one was cut, or an earlier run was stopped.
+        self.dangling = False
 
     @property
     def size(self) -> int:
@@ -155,7 +158,7 @@ class Transfer:
                 self.expires_at = dt.datetime.fromisoformat(record.expires_at) if record.expires_at else None
                 self.ttl = _record_ttl(record)
                 self.in_doubt = not record.offset_exact
-                self.resumed = self.announce = self.need_sync = self.record_saved = True
+                self.resumed = self.announce = self.need_sync = self.record_saved = self.dangling = True
                 return
             self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
             if self.terminate and not record.expired(self.provider.env.clock()):
@@ -167,7 +170,7 @@ class Transfer:
         assert self.identity is not None
         if record.file != self.identity.as_dict():
             return "the file changed since its upload was interrupted, so that upload cannot be continued"
-        if (record.extra or {}).get("create_url") != self.create_url:
+        if (record.extra or {}).get("create_url") not in (self.create_url, _recorded_url(self.create_url)):
             return "the interrupted upload went to another endpoint"
         if record.name != self.options.name:
             return f"the interrupted upload was named {record.name!r}"
@@ -201,7 +204,7 @@ class Transfer:
             created_at=self.created_at.isoformat(),
             expires_at=self.expires_at.isoformat() if self.expires_at else None,
             offset=self.offset,
-            extra={"create_url": self.create_url, "ttl": self.ttl, "chunk_size": self.chunk},
+            extra={"create_url": _recorded_url(self.create_url), "ttl": self.ttl, "chunk_size": self.chunk},
             offset_exact=exact,
         )
         self.state.save_record(record)
@@ -278,7 +281,16 @@ class Transfer:
         self.task.resume_at(0)  # back to zero is not negative throughput
 
     def loop(self) -> None:
-        """HEAD when out of sync, PATCH while bytes remain; every answer moves `offset` or backs off."""
+        """HEAD when out of sync, PATCH while bytes remain; every answer moves `offset` or backs off.
+
+        Whatever ends it, the progress shows what the server confirmed, not what was sent."""
+        try:
+            self._loop()
+        except BaseException:
+            self.task.set_completed(self.offset)
+            raise
+
+    def _loop(self) -> None:
         retrier = self.provider.env.retrier
         failures = locked = 0
         while True:
@@ -299,6 +311,7 @@ class Transfer:
                         raise exc
                 self.pause(failures, None, f"{method} failed ({type(exc).__name__})", retrier.retries)
                 self.need_sync = True
+                self.dangling = self.dangling or method == "PATCH"
                 continue
             response.close()
             status = response.status_code
@@ -322,7 +335,7 @@ class Transfer:
                 self.need_sync = True
             elif status == 423:
                 locked += 1
-                limit = max(MAX_LOCKED, retrier.retries)
+                limit = max(MAX_LOCKED, retrier.retries) if self.dangling else retrier.retries
                 if locked > limit:
                     self.client.check(response, ok=())
                 self.pause(locked, response, f"the upload is locked on the server (423, {method})", limit)
@@ -415,3 +428,10 @@ def _record_ttl(record: ResumeRecord) -> int | None:
     """The TTL an interrupted upload was created with (None: the provider has none, or unknown)."""
     ttl = (record.extra or {}).get("ttl")
     return int(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None
+
+
+def _recorded_url(url: str) -> str:
+    """The creation URL as a record keeps it: only to tell whether a record belongs to this endpoint, so
+    a secret-looking query value (`?token=...`, which the logs mask too) is masked: records hold no
+    credentials (DESIGN.md section 5)."""
+    return redact_url(url)
