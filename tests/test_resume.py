@@ -372,6 +372,25 @@ def test_a_damaged_record_is_ignored_and_replaced(
     assert_clean(state_dir)
 
 
+def test_list_warns_about_damaged_records_and_clean_removes_them(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "f.bin", 1000)
+    interrupted(emulator, "tus", src)
+    uploads = state_dir / "uploads"
+    (uploads / "0123456789abcdef0123456789abcdef.json").write_text("{garbage")
+    (uploads / "fedcba9876543210fedcba9876543210.json").write_text("[1, 2]")
+    listed = run("resume", "--list", "--json")
+    assert listed.code == 0 and len(listed.lines) == 1  # the good record only
+    assert "2 record(s)" in listed.err and "--clean" in listed.err
+    cleaned = run("resume", "--clean", "--json")
+    assert cleaned.code == 0, cleaned.err
+    report = json.loads(cleaned.out)
+    assert report["removed"] == 2 and {r["reason"] for r in report["records"]} == {"damaged"}
+    assert sorted(p.name for p in uploads.glob("*.json")) == [f"{records(state_dir)[0]['key']}.json"]
+    assert run("resume", "--list").err == ""
+
+
 def test_no_resume_neither_uses_nor_keeps_a_record(
     tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
 ) -> None:

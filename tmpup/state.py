@@ -333,15 +333,31 @@ class StateStore:
         (self.uploads_dir / f"{key}.lock").unlink(missing_ok=True)
 
     def records(self) -> list[ResumeRecord]:
+        return self._scan()[0]
+
+    def damaged(self) -> list[str]:
+        """Keys of record files that cannot be read as records (a disk error, a hand edit): they resume
+        nothing, `records()` skips them and `resume --clean` removes them."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[ResumeRecord], list[str]]:
         out: list[ResumeRecord] = []
+        damaged: list[str] = []
         if not self.uploads_dir.is_dir():
-            return out
+            return out, damaged
         for path in sorted(self.uploads_dir.glob("*.json")):
             try:
-                out.append(ResumeRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-            except (ValueError, TypeError, OSError):
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue  # finished (and deleted) meanwhile
+            except (OSError, ValueError):
+                damaged.append(path.stem)
                 continue
-        return out
+            try:
+                out.append(ResumeRecord.from_dict(json.loads(text)))
+            except (ValueError, TypeError, AttributeError, KeyError):
+                damaged.append(path.stem)
+        return out, damaged
 
     @contextlib.contextmanager
     def lock(self, key: str, what: str) -> Iterator[None]:

@@ -76,6 +76,12 @@ def _row(rt: Runtime, record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
 def list_records(rt: Runtime) -> list[dict[str, Any]]:
     now = rt.clock()
     rows = [_row(rt, r, now) for r in rt.state.records()]
+    damaged = rt.state.damaged()
+    if damaged:
+        rt.messages.warn(
+            f"{len(damaged)} record(s) in {rt.state.uploads_dir} cannot be read and were skipped "
+            "('tmpup resume --clean' removes them)"
+        )
     if rt.output.json_mode:
         for row in rows:
             rt.output.json(row)
@@ -108,6 +114,11 @@ def clean(rt: Runtime) -> int:
             rt.state.delete_record(record.key)
             removed.append({"file": record.file.get("path"), "upload_url": record.upload_url, "reason": state})
             rt.messages.note(f"removed the record of {record.file.get('path')} ({state})")
+    for key in rt.state.damaged():
+        with contextlib.suppress(LockedError), rt.state.lock(key, key):
+            rt.state.delete_record(key)
+            removed.append({"file": None, "upload_url": None, "reason": "damaged", "key": key})
+            rt.messages.note(f"removed the damaged record {key}.json")
     strays = rt.state.sweep() + rt.state.sweep_locks()
     if rt.output.json_mode:
         rt.output.json({"removed": len(removed), "records": removed, "stray_files": strays})
