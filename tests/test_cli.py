@@ -201,6 +201,7 @@ def test_exit_130_on_sigterm(qlik_profile: str, emulator: Any, tmp_path: Path) -
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert_one_line_error(err.decode(), "interrupted")
+    assert "nothing was kept to resume; run the same command again" in err.decode()  # a raw POST: no record
     assert out == b""
 
 

@@ -119,6 +119,11 @@ def run(rt: Runtime, request: UploadRequest) -> None:
                 outcomes[index] = _print(rt, _upload_one(rt, request, arg))
         else:
             _run_parallel(rt, request, outcomes)
+    except Interrupted as exc:
+        if exc.hint is None and exc.resume_command is None:
+            # A one-request upload (raw POST, multipart) leaves nothing on the server to continue.
+            exc.hint = "nothing was kept to resume; run the same command again"
+        raise
     finally:
         rt.progress.stop()
     _conclude(files, outcomes)
