@@ -37,7 +37,7 @@ _tmpup() {
         "download") COMPREPLY=($(compgen -W "--output -o --continue -c --force --progress --profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
         "info") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
         "delete") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
-        "resume") COMPREPLY=($(compgen -W "--all --list --clean --progress --profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")); [[ "$cur" != -* ]] && COMPREPLY+=($(compgen -f -- "$cur")) ;;
+        "resume") COMPREPLY=($(compgen -W "--all --list --clean --limit-rate --progress --profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")); [[ "$cur" != -* ]] && COMPREPLY+=($(compgen -f -- "$cur")) ;;
         "providers") COMPREPLY=($(compgen -W "--profile -p --json --quiet -q --verbose -v --debug --timeout --retries --insecure --ca-bundle --config --help -h" -- "$cur")) ;;
         "serve") COMPREPLY=($(compgen -W "--host --port --data-dir --access-log --cert --key --max-size --idle-timeout --qlik-token --tus-token --thulium-username --thulium-password --pyrus-login --pyrus-security-key --kf5-email --kf5-password --kf5-api-token --et-username --et-password --help -h" -- "$cur")) ;;
         "profiles") COMPREPLY=($(compgen -W "list show check --help -h" -- "$cur")) ;;

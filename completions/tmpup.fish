@@ -72,6 +72,7 @@ complete -c tmpup -n '__fish_seen_subcommand_from delete' -l help -s h -d 'Show 
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l all -d 'Continue every interrupted upload'
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l list -d 'List interrupted uploads'
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l clean -d 'Remove records of uploads that can no longer resume'
+complete -c tmpup -n '__fish_seen_subcommand_from resume' -l limit-rate -x -d 'Cap the upload speed, e.g. 5M (bytes per second)'
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l progress -x -a 'auto bar lines json none' -d 'auto (bar on a terminal, lines otherwise), bar, lines, json (events on stderr) or none'
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l profile -s p -x -a '(__tmpup_profiles)' -d 'Profile to use (default: TMPUP_PROFILE, then default_profile)'
 complete -c tmpup -n '__fish_seen_subcommand_from resume' -l json -d 'Print results as JSON Lines'

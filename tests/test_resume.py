@@ -391,6 +391,22 @@ def test_list_warns_about_damaged_records_and_clean_removes_them(
     assert run("resume", "--list").err == ""
 
 
+def test_resume_takes_limit_rate_like_upload(tus_profile: str, emulator: Emulator, tmp_path: Path) -> None:
+    # A throttled cron upload that was cut continues throttled. JSON progress reports once a second,
+    # so a transfer of 2.5 MiB at 1 MiB/s reports on its way; an unthrottled one on loopback would not.
+    src = make_file(tmp_path / "f.bin", 5 * MIB // 2)
+    interrupted(emulator, "tus", src)
+    done = run("resume", str(src), "--limit-rate", "1M", "--progress", "json", "--json")
+    assert done.code == 0, done.err
+    events = [json.loads(line)["event"] for line in done.err.splitlines() if line.startswith("{")]
+    assert "progress" in events
+    assert emulator.blob_sha256("tus", json.loads(done.out)["id"]) == sha256_file(src)
+    for mode in ("--list", "--clean"):
+        refused = run("resume", mode, "--limit-rate", "1M")
+        assert refused.code == 2 and "--limit-rate" in refused.err
+    assert run("resume", "--all", "--limit-rate", "0").code == 2
+
+
 def test_no_resume_neither_uses_nor_keeps_a_record(
     tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
 ) -> None:

@@ -18,7 +18,16 @@ from typing import Annotated, Any
 import typer
 
 from tmpup import __version__
-from tmpup.cli_options import STATE, ProgressOpt, check_progress, common, input_error, size_option, with_options
+from tmpup.cli_options import (
+    STATE,
+    ProgressOpt,
+    check_progress,
+    common,
+    input_error,
+    rate_option,
+    size_option,
+    with_options,
+)
 from tmpup.cli_serve import serve
 from tmpup.errors import ExitCode, Interrupted, TmpupError, UsageError, internal_error_message
 from tmpup.runtime import GlobalOptions, Runtime
@@ -99,9 +108,7 @@ def upload(
     chunk = size_option("--chunk-size", chunk_size)
     if chunk is not None and chunk < 1:
         raise UsageError("--chunk-size must be at least 1 byte")
-    rate = size_option("--limit-rate", limit_rate)
-    if rate is not None and rate < 1:
-        raise UsageError("--limit-rate must be at least 1 byte per second")
+    rate = rate_option(limit_rate)
     g = with_options(g, progress=check_progress(progress))
     rt = Runtime.build(g)
     command.run(
@@ -180,6 +187,9 @@ def resume(
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove records of uploads that can no longer resume.")
     ] = False,
+    limit_rate: Annotated[
+        str | None, typer.Option("--limit-rate", help="Cap the upload speed, e.g. 5M (bytes per second).")
+    ] = None,
     progress: ProgressOpt = "auto",
     *,
     g: GlobalOptions,
@@ -190,13 +200,16 @@ def resume(
     chosen = sum(bool(x) for x in (target, all_, list_, clean))
     if chosen != 1:
         raise UsageError("give exactly one of FILE|ID, --all, --list or --clean")
+    rate = rate_option(limit_rate)
+    if rate is not None and (list_ or clean):
+        raise UsageError("--limit-rate applies to continuing uploads, not to --list or --clean")
     rt = Runtime.build(with_options(g, progress=check_progress(progress)))
     if list_:
         command.list_records(rt)
     elif clean:
         command.clean(rt)
     else:
-        command.resume(rt, None if all_ else target)
+        command.resume(rt, None if all_ else target, limit_rate=rate)
 
 
 # -- profiles / providers ---------------------------------------------------------------------------

@@ -184,6 +184,14 @@ def size_option(flag: str, value: str | None) -> int | None:
         raise UsageError(f"{flag}: {exc}") from None
 
 
+def rate_option(value: str | None) -> int | None:
+    """`--limit-rate 5M`: bytes per second, at least 1."""
+    rate = size_option("--limit-rate", value)
+    if rate is not None and rate < 1:
+        raise UsageError("--limit-rate must be at least 1 byte per second")
+    return rate
+
+
 def input_error(message: str) -> TmpupError:
     from tmpup.errors import InputError
 

@@ -129,8 +129,9 @@ def clean(rt: Runtime) -> int:
     return len(removed)
 
 
-def resume(rt: Runtime, target: str | None) -> None:
-    """Continue one upload (by file path, upload id or URL) or, with target None, all of them."""
+def resume(rt: Runtime, target: str | None, *, limit_rate: int | None = None) -> None:
+    """Continue one upload (by file path, upload id or URL) or, with target None, all of them;
+    `limit_rate` caps each one's speed as `upload --limit-rate` does."""
     records = rt.state.records()
     if target is not None:
         records = [r for r in records if _matches(r, target)]
@@ -143,7 +144,7 @@ def resume(rt: Runtime, target: str | None) -> None:
     errors: list[TmpupError] = []
     for record in records:
         try:
-            _resume_one(rt, record)
+            _resume_one(rt, record, limit_rate)
         except TmpupError as exc:
             if len(records) == 1 or exc.exit_code == ExitCode.INTERRUPTED:
                 raise
@@ -153,7 +154,7 @@ def resume(rt: Runtime, target: str | None) -> None:
         raise several_failed(errors, len(records), "interrupted uploads")
 
 
-def _resume_one(rt: Runtime, record: ResumeRecord) -> None:
+def _resume_one(rt: Runtime, record: ResumeRecord, limit_rate: int | None = None) -> None:
     from tmpup.commands.upload import UploadRequest
     from tmpup.commands.upload import run as upload
 
@@ -171,6 +172,7 @@ def _resume_one(rt: Runtime, record: ResumeRecord) -> None:
         ttl=int(ttl) if isinstance(ttl, (int, float)) else None,
         chunk_size=int(chunk) if isinstance(chunk, int) and chunk > 0 else None,
         resumable=True,
+        limit_rate=limit_rate,
     )
     on = rt.with_profile(record.profile)
     settings = on.settings
