@@ -4,12 +4,13 @@
 path); `/_emulator/...` is the JSON control surface:
 
     GET    /_emulator/health   {"status": "ok", "mounts": {...}, "time": ..., "faults": n}
-    GET    /_emulator/faults   the active faults with their remaining uses
+    GET    /_emulator/faults   the active faults with their remaining uses, and what each kind does
     POST   /_emulator/faults   add one; body = `Fault` fields as JSON -> 201 {"fault": {...}}
     DELETE /_emulator/faults   remove all -> {"cleared": n}
     GET    /_emulator/clock    {"time": epoch seconds, "now": ISO-8601 UTC}
     POST   /_emulator/clock    {"advance": seconds} -> the new time
     POST   /_emulator/expire   {"provider": "qlik", "id": "..."} -> expire that upload now
+                               (400 for kf5 and enterprise-tester, whose uploads never expire)
 
 An unknown mount answers 404 JSON. A request cut short (client gone, or a `drop_after` fault)
 ends with the TCP connection reset and no response; an unexpected error is logged with its
@@ -31,7 +32,7 @@ from werkzeug.wrappers import Request, Response
 
 from .body import BodyInterrupted, prepare_input
 from .context import EmulatorContext
-from .faults import Fault
+from .faults import CORRUPT_KEY, KINDS, Fault
 from .mount import Mount, json_response
 
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ class EmulatorApp:
             if not mount.id or mount.id == CONTROL or mount.id in self.mounts:
                 raise ValueError(f"bad or duplicate mount id {mount.id!r}")
             self.mounts[mount.id] = mount
+        ctx.faults.check = self._check_fault
+
+    def _check_fault(self, fault: Fault) -> None:
+        """Refuse an `expire` fault aimed at a provider whose uploads never expire (it would do nothing)."""
+        mount = self.mounts.get(fault.provider or "")
+        if fault.expire and mount is not None and mount.no_expiry is not None:
+            raise ValueError(f"an expire fault cannot hit {mount.id}: {mount.no_expiry}")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         prepare_input(environ)
@@ -110,10 +118,12 @@ class EmulatorApp:
     def _apply_fault(self, mount: Mount, request: Request, subpath: str, fault: Fault) -> Response | None:
         if fault.delay:
             time.sleep(fault.delay)
-        if fault.expire:
+        if fault.expire and mount.no_expiry is None:  # a fault for any provider skips those that never expire
             target = mount.target_id(request, subpath)
             if target is not None:
-                self.ctx.store.expire(mount.id, target)
+                mount.expire(target)
+        if fault.corrupt:
+            request.environ[CORRUPT_KEY] = True
         if fault.status is not None:
             return mount.fault_response(request, fault)
         if fault.drop_after is not None:
@@ -138,7 +148,10 @@ class EmulatorApp:
                 )
             if route == ("GET", "/faults"):
                 return json_response(
-                    {"faults": [{**f.to_dict(), "remaining": left} for f, left in self.ctx.faults.active()]}
+                    {
+                        "faults": [{**f.to_dict(), "remaining": left} for f, left in self.ctx.faults.active()],
+                        "kinds": KINDS,
+                    }
                 )
             if route == ("POST", "/faults"):
                 fault = self.ctx.faults.add(Fault.from_dict(self._json(request)))
@@ -158,12 +171,23 @@ class EmulatorApp:
                 provider, blob_id = body.get("provider"), body.get("id")
                 if not isinstance(provider, str) or not isinstance(blob_id, str):
                     raise ValueError('body must be {"provider": "<mount id>", "id": "<upload id>"}')
-                if not self.ctx.store.expire(provider, blob_id):
-                    return json_response({"error": "Not Found", "message": f"no upload {provider}/{blob_id}"}, 404)
-                return json_response({"expired": True, "provider": provider, "id": blob_id})
+                return self._expire(provider, blob_id)
         except ValueError as exc:
             return json_response({"error": "Bad Request", "message": str(exc)}, 400)
         return json_response({"error": "Not Found", "message": f"no control endpoint {route[0]} {route[1]}"}, 404)
+
+    def _expire(self, provider: str, blob_id: str) -> Response:
+        mount = self.mounts.get(provider)
+        if mount is None:
+            message = f"no emulated provider {provider!r} (mounts: {', '.join(sorted(self.mounts))})"
+            return json_response({"error": "Not Found", "message": message}, 404)
+        if mount.no_expiry is not None:
+            # Claiming success while the upload goes on being served would mislead a test.
+            message = f"cannot expire {provider}/{blob_id}: {mount.no_expiry}"
+            return json_response({"error": "Bad Request", "message": message}, 400)
+        if not mount.expire(blob_id):
+            return json_response({"error": "Not Found", "message": f"no upload {provider}/{blob_id}"}, 404)
+        return json_response({"expired": True, "provider": provider, "id": blob_id})
 
     def _clock(self) -> Response:
         return json_response({"time": self.ctx.clock.time(), "now": self.ctx.clock.now().isoformat()})

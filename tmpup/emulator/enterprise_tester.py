@@ -17,6 +17,14 @@ no error body; this emulator answers `{"Message": "..."}` (the ASP.NET Web API s
   `GET /api/temporaryattachmentset/{set}/attachment/{id}`: one attachment (its `Self` link);
   `GET /api/attachment/{id}/contents`: the bytes (Range, Content-Disposition, Content-Type).
 
+Above `ctx.max_size` (`--max-size`) a file part is refused with 413 `{"Message": ...}` (ET documents
+no limit; 413 is what an ASP.NET Web API host answers for a request over its limit): as soon as a
+part's `size` parameter or `Content-Length` says so, else when its bytes pass the limit. The limit is
+per file, as for the other providers; the request keeps none of its files.
+
+ET documents no expiry for temporary attachments, so `POST /_emulator/expire` and `expire` faults
+are refused for this mount (`no_expiry`).
+
 `iter_multipart` (the streaming reader) is shared with the Pyrus mount.
 """
 
@@ -142,6 +150,7 @@ class EnterpriseTesterMount(Mount):
 
     id = "enterprise-tester"
     title = "Enterprise Tester temporary attachment sets"
+    no_expiry = "Enterprise Tester temporary attachments do not expire (the API documents no TTL)"
     rules = (
         Rule(f"{API}/temporaryattachmentsets", methods=["POST"], endpoint="create_set"),
         Rule(f"{API}/temporaryattachmentset/<id>", methods=["GET"], endpoint="list_set"),
@@ -222,7 +231,7 @@ class EnterpriseTesterMount(Mount):
             "ContentType": blob.extra.get("content_type", "application/octet-stream"),
             "CreatedAt": iso_seconds(blob.created_at),
             "CreatedById": self.user_id,
-            "Size": blob.size,
+            "Size": self.claimed(request, blob.size),
             "Self": f"{base}{API}/temporaryattachmentset/{set_id}/attachment/{blob.id}",
             "Content": f"{base}{API}/attachment/{blob.id}/contents",
         }
@@ -278,16 +287,37 @@ class EnterpriseTesterMount(Mount):
                 if isinstance(event, PartHead):
                     head, blob, sink = event, None, None
                     if event.filename:
+                        self._check_declared_size(event)
                         blob = self._new_blob(event, found)
                         created.append(blob)
                         sink = stack.enter_context(self.store.appender(blob))
                 elif isinstance(event, bytes):
-                    if sink is not None:
+                    if sink is not None and blob is not None:
+                        self._check_size(head, blob.size + len(event))
                         sink.write(event)
                 elif head is not None and blob is not None:
                     stack.close()
                     check_lengths(head, blob.size)
                     self.store.complete(blob)
+
+    def _too_large(self, head: PartHead | None) -> Reply:
+        name = head.filename if head is not None else None
+        limit = self.ctx.max_size
+        return Reply(self.error(413, f"The file {name!r} is larger than the limit of {limit} bytes."))
+
+    def _check_declared_size(self, head: PartHead) -> None:
+        """413 before any byte of a part whose `size` parameter or `Content-Length` is over the limit."""
+        limit = self.ctx.max_size
+        if limit is None:
+            return
+        for value in (head.params.get("size"), head.headers.get("Content-Length")):
+            if value is not None and _DIGITS.fullmatch(value.strip()) and int(value) > limit:
+                raise self._too_large(head)
+
+    def _check_size(self, head: PartHead | None, size: int) -> None:
+        """413 once a part's bytes pass the limit (whatever it declared)."""
+        if self.ctx.max_size is not None and size > self.ctx.max_size:
+            raise self._too_large(head)
 
     def _new_blob(self, head: PartHead, found: AttachmentSet) -> Blob:
         filename = head.filename or ""

@@ -9,19 +9,49 @@ request path) and what happens to them, in this order:
                format, with `Retry-After` when `retry_after` is set, without handling the request;
 * `drop_after` let the handler read at most N bytes of the request body (a tus upload stores
                what arrived, a raw upload is discarded), then abort the TCP connection without
-               any response.
+               any response;
+* `corrupt`    handle the request normally (the bytes are stored exactly) but make its answer
+               misreport what is stored, so that a client which verifies sees a mismatch: every
+               size or offset it reports is one byte more than stored (Thulium's and KF5's
+               `size`, Enterprise Tester's `Size`, Qlik's `/details` `Size`, tus `Upload-Offset`
+               on HEAD, PATCH and creation-with-upload), Pyrus's `md5_hash` is not the MD5 of
+               the stored bytes, and a download (GET of the bytes) claims one byte more: a 206
+               or 416 in its `Content-Range` total, a 200 in its `Content-Length`, after which
+               the connection is closed (the body ends one byte short, as from a server whose
+               metadata is wrong). A request whose answer reports nothing about stored bytes
+               (tus creation, Qlik's single-request upload, which answers only a `Location`,
+               Pyrus auth, ...) is unaffected but still uses up one of `times`.
 
 `times` is how many matching requests the fault applies to (None: until cleared). Faults are
 added from Python (`emu.faults.add(Fault(...))`) or over HTTP (`POST /_emulator/faults` with
-the same fields as JSON).
+the same fields as JSON); `GET /_emulator/faults` lists the active ones with `KINDS`, one line
+on each kind. `expire` is refused for a provider whose uploads cannot expire (KF5, Enterprise
+Tester: see `Mount.no_expiry`); the app installs that check with `FaultSet.check`.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+
+#: The `environ` key set on a request a `corrupt` fault hit; mounts read it through `Mount.corrupt`.
+CORRUPT_KEY = "tmpup.emulator.corrupt"
+
+#: What each kind of fault does, as `GET /_emulator/faults` lists it.
+KINDS: dict[str, str] = {
+    "delay": "sleep this many seconds (0-3600) before handling the request",
+    "expire": "expire the upload the request addresses (its id in the path) now; refused for kf5 and "
+    "enterprise-tester, whose uploads never expire",
+    "status": "answer this status (400-599) in the provider's error format, with retry_after as Retry-After, "
+    "without handling the request",
+    "drop_after": "read at most this many body bytes (a tus upload keeps them), then reset the connection "
+    "without an answer",
+    "corrupt": "handle the request (bytes stored exactly) but misreport what was stored: sizes and tus "
+    "Upload-Offset one byte more, Pyrus md5_hash wrong, a download's Content-Range total (206/416) or "
+    "Content-Length (200, then the connection closes one byte short) one byte more",
+}
 
 
 @dataclass(frozen=True)
@@ -37,14 +67,24 @@ class Fault:
     retry_after: int | None = None
     delay: float | None = None
     expire: bool = False
+    corrupt: bool = False
     message: str = "fault injected by the tmpup emulator"
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.drop_after is None and self.status is None and self.delay is None and not self.expire:
-            raise ValueError("a fault needs at least one of drop_after, status, delay, expire")
+        if (
+            self.drop_after is None
+            and self.status is None
+            and self.delay is None
+            and not self.expire
+            and not self.corrupt
+        ):
+            raise ValueError("a fault needs at least one of drop_after, status, delay, expire, corrupt")
         if self.drop_after is not None and self.status is not None:
             raise ValueError("drop_after and status exclude each other")
+        if self.corrupt and (self.status is not None or self.drop_after is not None):
+            # Both leave the request without its real answer: there would be nothing to misreport.
+            raise ValueError("corrupt excludes status and drop_after (the request gets no real answer to corrupt)")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be >= 1 (or null for 'until cleared')")
         if self.drop_after is not None and self.drop_after < 0:
@@ -99,6 +139,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "retry_after": (int,),
     "delay": (int, float),
     "expire": (bool,),
+    "corrupt": (bool,),
     "message": (str,),
 }
 _NULLABLE = {"provider", "method", "times", "drop_after", "status", "retry_after", "delay"}
@@ -123,13 +164,21 @@ class _Entry:
 
 
 class FaultSet:
-    """The active faults, consulted once per request; thread-safe."""
+    """The active faults, consulted once per request; thread-safe.
+
+    `check`, when set, sees every fault before it is added and raises ValueError to refuse it
+    (the app refuses `expire` for providers whose uploads cannot expire).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[_Entry] = []
+        self.check: Callable[[Fault], None] | None = None
 
     def add(self, fault: Fault) -> Fault:
+        """Activate a fault (ValueError if `check` refuses it); returns it."""
+        if self.check is not None:
+            self.check(fault)
         with self._lock:
             self._entries.append(_Entry(fault, fault.times))
         return fault

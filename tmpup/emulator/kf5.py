@@ -18,7 +18,8 @@ A profile's url is `http://HOST:PORT/kf5` (standing for `https://SUB.kf5.com`).
   is the credential, so no Basic auth is needed; a wrong token is 404.
 
 KF5 documents no error bodies; this mount answers `{"error": "<reason>", "message": "<detail>"}`
-(what third-party clients read). Attachments have no TTL.
+(what third-party clients read). Attachments have no TTL, so `POST /_emulator/expire` and `expire`
+faults are refused for this mount (`no_expiry`); DELETE is how an attachment goes away.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Kf5Mount(Mount):
 
     id = "kf5"
     title = "KF5 attachments"
+    no_expiry = (
+        "KF5 attachments do not expire (its API has no TTL); DELETE /kf5/apiv2/attachments/{id}.json removes one"
+    )
     rules = (
         Rule("/apiv2/attachments.json", methods=["POST"], endpoint="upload"),
         Rule("/apiv2/attachments/AttachmentLists.json", methods=["GET"], endpoint="listing"),
@@ -105,7 +109,7 @@ class Kf5Mount(Mount):
             "id": int(blob.id),
             "url": f"{base}/apiv2/attachments/{blob.id}.json",
             "name": blob.name,
-            "size": blob.size,
+            "size": self.claimed(request, blob.size),
             "content_url": f"{base}/attachments/download/{blob.id}/{token}/",
             "token": token,
         }

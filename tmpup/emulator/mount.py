@@ -42,7 +42,10 @@ then add the class to `mounts.builtin_mounts()`. Handlers may `raise Reply(respo
 early from any depth. `dispatch` drains whatever body a handler left unread before answering,
 so a client still sending a large body sees the answer (401, 413, ...) instead of a reset.
 Faults (`faults.py`) are applied by the app around `dispatch`; a mount only has to keep what its
-protocol keeps when `receive` raises `BodyInterrupted`.
+protocol keeps when `receive` raises `BodyInterrupted`, and to report sizes through
+`self.claimed(request, size)` (and checksums through `self.corrupt(request)`), so that a `corrupt`
+fault can make its answers misreport what was stored. A provider whose uploads never expire sets
+`no_expiry` to the reason; the `expire` control and fault are then refused with it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
@@ -61,7 +64,7 @@ from werkzeug.wrappers import Request, Response
 from .body import BodyInterrupted, BodyReader
 from .clock import Clock
 from .context import Credentials, EmulatorContext, Ids
-from .faults import Fault
+from .faults import CORRUPT_KEY, Fault
 from .responses import (
     FileSlice,
     RangeNotSatisfiable,
@@ -94,6 +97,9 @@ class Mount:
     """werkzeug rules relative to the mount; `endpoint` names a handler method."""
     method_override: ClassVar[bool] = False
     """Route by `X-HTTP-Method-Override` when present (tus requires it)."""
+    no_expiry: ClassVar[str | None] = None
+    """Why this provider's uploads never expire (no TTL in its API), or None when they can. When set,
+    `POST /_emulator/expire` and `expire` faults for this mount are refused with this text."""
 
     def __init__(self, ctx: EmulatorContext) -> None:
         self.ctx = ctx
@@ -152,6 +158,12 @@ class Mount:
         endpoint, values = adapter.match(subpath, method=self._method(request))
         return str(endpoint), dict(values)
 
+    def expire(self, upload_id: str) -> bool:
+        """Expire an upload now (the control endpoint, an `expire` fault); False if there is no such upload.
+
+        Only called when `no_expiry` is None. Override to accept other names of an upload."""
+        return self.store.expire(self.id, upload_id)
+
     def target_id(self, request: Request, subpath: str) -> str | None:
         """The upload id a request addresses (its `id` route value), for the `expire` fault."""
         try:
@@ -193,6 +205,15 @@ class Mount:
         return self.finalize(request, self.error(fault.status, fault.message, headers=headers))
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def corrupt(request: Request) -> bool:
+        """Whether a `corrupt` fault hit this request: its answer must misreport what is stored."""
+        return bool(request.environ.get(CORRUPT_KEY))
+
+    def claimed(self, request: Request, size: int) -> int:
+        """The size (or tus offset) an answer reports for `size` stored bytes: one more under a `corrupt` fault."""
+        return size + 1 if self.corrupt(request) else size
 
     def base_url(self, request: Request) -> str:
         """Absolute URL of this mount as the client addressed it, e.g. `http://127.0.0.1:8470/qlik`."""
@@ -270,8 +291,14 @@ class Mount:
         content_type: str = "application/octet-stream",
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """Serve a stored blob: 200, 206 for a satisfiable `Range`, 416 otherwise."""
+        """Serve a stored blob: 200, 206 for a satisfiable `Range`, 416 otherwise.
+
+        Under a `corrupt` fault the bytes sent are the stored ones but the answer claims one more:
+        in the `Content-Range` total of a 206 or 416, or in the `Content-Length` of a 200, whose
+        connection is then closed one byte short of it.
+        """
         size = blob.size
+        claimed = self.claimed(request, size)
         etag = f'"{blob.id}-{size}-{int(blob.updated_at)}"'
         last_modified = http_date(int(blob.updated_at))
         out = {
@@ -291,11 +318,32 @@ class Mount:
                 return self.error(
                     416,
                     f"range {range_header!r} is not satisfiable for {size} bytes",
-                    headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+                    headers={"Content-Range": f"bytes */{claimed}", "Accept-Ranges": "bytes"},
                 )
             if wanted is not None:
                 start, stop, status = wanted[0], wanted[1], 206
-                out["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+                out["Content-Range"] = f"bytes {start}-{stop - 1}/{claimed}"
         out["Content-Length"] = str(stop - start)
-        body = FileSlice(self.store.open(blob), start, stop - start)
+        content = FileSlice(self.store.open(blob), start, stop - start)
+        body: FileSlice | ShortBody = content
+        if status == 200 and claimed != size:
+            out["Content-Length"] = str(claimed)
+            body = ShortBody(content)
         return Response(body, status=status, headers=out, content_type=content_type, direct_passthrough=True)
+
+
+class ShortBody:
+    """A download body that ends before its `Content-Length`: the stored bytes, then the connection is
+    closed (what a client sees from a server whose metadata claims more than it stored)."""
+
+    def __init__(self, body: FileSlice) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._body
+        # werkzeug's server treats ConnectionError as "the connection is gone": no traceback, and the
+        # handler closes the socket instead of waiting for the next request on it.
+        raise ConnectionAbortedError("the body ends short of its Content-Length (a corrupt fault)")
+
+    def close(self) -> None:
+        self._body.close()

@@ -18,6 +18,12 @@ A profile's url is `http://HOST:PORT/pyrus` (standing for `https://accounts.pyru
   no way to download an upload's guid. This emulator gives every upload a numeric id at once so
   that tests can download it; find it with `PyrusMount.attachment_id(guid)`. An unknown id is
   403 `file_is_missing`.
+* Pyrus removes unreferenced files "after a while" (no figure), so uploads have no TTL here, but
+  `POST /_emulator/expire` (with the guid or the numeric id) and `expire` faults remove one early:
+  its download then answers 403 `file_is_missing`, as for a file Pyrus no longer has.
+* A `corrupt` fault makes the upload's `md5_hash` wrong (the bytes are stored exactly): what a
+  server that damaged the file would answer. `corrupt_uploads` (above) damages the stored bytes
+  themselves.
 
 Errors are `{"error_code", "error"}`. Every files request counts against a rate window per login
 (`rate_limit` requests per `rate_window` seconds; Pyrus: 5000 per 10 minutes) and its answer
@@ -93,6 +99,12 @@ class PyrusMount(Mount):
         """EMULATOR-ONLY: the numeric id under which an uploaded guid can be downloaded."""
         with self._lock:
             return self._guids[guid]
+
+    def expire(self, upload_id: str) -> bool:
+        """Expire an upload by its guid (what the client knows) or its numeric id."""
+        with self._lock:
+            number = self._guids.get(upload_id, upload_id)
+        return self.store.expire(self.id, number)
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued token (Pyrus does this when the security key changes)."""
@@ -204,6 +216,8 @@ class PyrusMount(Mount):
             self._forget(stored)
             return outcome
         blob, md5 = outcome
+        if self.corrupt(request):
+            md5 = md5[:-1] + ("1" if md5[-1] == "0" else "0")  # any MD5 but the stored bytes' one
         guid = self.ids.uuid()
         blob.extra["guid"] = guid
         self.store.complete(blob)

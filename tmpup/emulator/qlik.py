@@ -180,7 +180,7 @@ class QlikMount(Mount):
             {
                 "ID": blob.id,
                 "Name": blob.name,
-                "Size": str(blob.size),
+                "Size": str(self.claimed(request, blob.size)),
                 "Expires": iso(blob.expires_at),
                 "CreatedAt": iso(blob.created_at),
                 "CreatorID": self.creator_id,

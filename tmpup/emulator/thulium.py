@@ -125,4 +125,4 @@ class ThuliumMount(Mount):
             self.store.delete(self.id, blob.id)
             return self.error(413, f"The file is larger than the limit of {max_size} bytes.")
         self.store.complete(blob)
-        return json_response({"filename": name, "token": blob.id, "size": blob.size})
+        return json_response({"filename": name, "token": blob.id, "size": self.claimed(request, blob.size)})

@@ -2,6 +2,7 @@
 
 `TusEndpoint` implements the protocol against the blob store: core (HEAD, PATCH), creation,
 creation-with-upload, expiration (`Upload-Expires`), termination (DELETE) and OPTIONS discovery.
+Every `Upload-Offset` it answers goes through `Mount.claimed` (one byte more under a `corrupt` fault).
 A mount owns one endpoint, routes its tus paths to it, authenticates first, and calls
 `endpoint.finalize(response)` from its own `finalize` for those paths (that adds
 `Tus-Resumable` to every answer, errors included). Provider deviations are constructor
@@ -185,7 +186,7 @@ class TusEndpoint:
                 self._receive(request, blob)
             finally:
                 blob.busy.release()
-            headers["Upload-Offset"] = str(blob.offset)
+            headers["Upload-Offset"] = str(self.mount.claimed(request, blob.offset))
         self.settle(blob)
         return empty_response(201, headers)
 
@@ -195,7 +196,7 @@ class TusEndpoint:
         if blob.busy.locked():
             raise self.fail(423, "the upload is locked by a running PATCH; retry later")
         headers = {
-            "Upload-Offset": str(blob.offset),
+            "Upload-Offset": str(self.mount.claimed(request, blob.offset)),
             "Upload-Length": str(blob.length),
             "Cache-Control": "no-store",
             **self.expires_header(blob),
@@ -224,7 +225,8 @@ class TusEndpoint:
             self._receive(request, blob)
         finally:
             blob.busy.release()
-        return empty_response(204, {"Upload-Offset": str(blob.offset), **self.expires_header(blob)})
+        offset = self.mount.claimed(request, blob.offset)
+        return empty_response(204, {"Upload-Offset": str(offset), **self.expires_header(blob)})
 
     def _receive(self, request: Request, blob: Blob) -> None:
         """Append the body (up to Upload-Length); a broken body keeps what arrived, as tus asks."""
@@ -320,7 +322,8 @@ class TusMount(Mount):
     def download(self, request: Request, id: str) -> Response:
         blob = self.lookup(id)
         if not blob.complete:
-            return empty_response(204, {"Upload-Offset": str(blob.offset), "Upload-Length": str(blob.length)})
+            offset = self.claimed(request, blob.offset)
+            return empty_response(204, {"Upload-Offset": str(offset), "Upload-Length": str(blob.length)})
         filetype = blob.metadata.get("filetype", "")
         content_type = filetype if _MIME.fullmatch(filetype) else "application/octet-stream"
         return self.send_blob(request, blob, content_type=content_type)
