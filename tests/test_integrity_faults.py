@@ -195,9 +195,14 @@ def test_an_upload_answer_that_misreports_what_was_stored_is_exit_9(
     assert (sha256_file(src), src.stat().st_mtime_ns) == (digest, mtime)
     assert receipts(state_dir) == []  # nothing claims the upload succeeded
     assert_clean(state_dir)  # no record, lock, temp file or spool left half-done
-    # The emulator stored the bytes exactly: the mismatch is in its answer only.
-    (blob,) = [b for b in emulator.store.blobs(case.id) if b.size]
-    assert emulator.blob_sha256(case.id, blob.id) == digest
+    stored = [b for b in emulator.store.blobs(case.id) if b.size]
+    if case.id == "tus":
+        # A damaged tus upload is terminated (the server offers termination): nobody can use it.
+        assert stored == []
+    else:
+        # The emulator stored the bytes exactly: the mismatch is in its answer only.
+        (blob,) = stored
+        assert emulator.blob_sha256(case.id, blob.id) == digest
 
     # Nothing stands in the way of the next run.
     again = upload(str(src), *case.upload_args)

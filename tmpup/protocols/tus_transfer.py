@@ -143,6 +143,8 @@ class Transfer:
                     self.keep(exc)
                 else:
                     self.state.delete_record(self.key)
+                    if isinstance(exc, IntegrityError) and self.terminate and self.url:
+                        self.terminate_quietly(self.url)  # the damaged upload is of no use to anyone
                 raise
             self.state.delete_record(self.key)
         return self.outcome()
@@ -405,7 +407,7 @@ class Transfer:
         if new > self.size:
             raise IntegrityError(
                 f"{self.provider.id}: the server claims {new} bytes of a {self.size}-byte upload",
-                hint="the upload is corrupt on the server; upload the file again with --no-resume",
+                hint="the upload is damaged on the server and was dropped; upload the file again (a new upload starts)",
                 provider=self.provider.id,
             )
         self.offset = new
