@@ -3,22 +3,29 @@
 Rules (DESIGN.md section 5): an existing file is never overwritten without `--force`; a `.part` left by
 an interrupted download is never thrown away without `--force` (it is resumed with `--continue`); a
 server-supplied name is reduced to a safe base name; `-o -` streams to stdout.
+
+A body cut off mid-stream is continued within the run by the provider (`providers.download`); when
+that gives up, or on Ctrl-C/SIGTERM, the `.part` keeps every byte that arrived and the error says
+the command that continues it (`tmpup download ID -o PATH --continue`), as an interrupted upload
+names its `tmpup resume` command.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tmpup.errors import InputError, IntegrityError, TransientError, UsageError
+from tmpup.errors import InputError, IntegrityError, Interrupted, TmpupError, TransientError, UsageError
 from tmpup.headers import safe_filename
 from tmpup.providers.base import Downloadable, RemoteFile
 from tmpup.runtime import Runtime
 from tmpup.sources import check_cancel
+from tmpup.units import format_size
 
 PART_SUFFIX = ".part"
 
@@ -59,16 +66,55 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
             remote.close()
         raise
 
-    offset = part.stat().st_size if request.resume and part.exists() else 0
-    if remote is not None and offset > 0:
-        remote.close()
-        remote = None
-    if remote is None:
-        remote = provider.open_download(request.id, offset=offset)
-    if remote.offset != offset:
-        rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
-        offset = remote.offset
-    return _write(rt, remote, target, part, offset, request.id)
+    command = continue_command(rt, request.id, target)
+    try:
+        offset = part.stat().st_size if request.resume and part.exists() else 0
+        if remote is not None and offset > 0:
+            remote.close()
+            remote = None
+        if remote is None:
+            remote = provider.open_download(request.id, offset=offset)
+        if remote.offset != offset:
+            rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
+            offset = remote.offset
+        return _write(rt, remote, target, part, offset, request.id, command)
+    except (Interrupted, TransientError) as exc:
+        _say_kept(exc, part, command)
+        raise
+    except KeyboardInterrupt:  # called as a library, without the CLI's signal handlers
+        stopped = Interrupted("interrupted")
+        _say_kept(stopped, part, command)
+        raise stopped from None
+    finally:
+        if remote is not None:
+            remote.close()  # already closed by _write, unless something stopped the run before it
+
+
+def continue_command(rt: Runtime, id: str, target: Path) -> str | None:
+    """What a user types to continue this download (None when it cannot be pasted back as shown)."""
+    words = ["tmpup", "download", id]
+    if rt.options.profile:
+        words += ["-p", rt.options.profile]
+    if rt.options.config is not None:
+        words += ["--config", str(rt.options.config)]
+    words += ["-o", str(target), "--continue"]
+    # Messages show unprintable characters (and undecodable bytes of a name) as `?`: another file.
+    if not all(word.isprintable() for word in words):
+        return None
+    return shlex.join(words)
+
+
+def _say_kept(exc: TmpupError, part: Path, command: str | None) -> None:
+    """Point an error that stopped a download at the `.part` it left and the command that continues it."""
+    if exc.resume_command is not None:
+        return  # the hint already says it (a full disk: "free some space, then ...")
+    try:
+        held = part.stat().st_size
+    except OSError:
+        return  # nothing was written yet: there is nothing to continue
+    exc.resume_command = command
+    how = f"continue with: {command}" if command else "run the same command with --continue to resume it"
+    exc.hint = f"{part} was kept ({format_size(held)}); {how}"
 
 
 def _local_name(name: str | None, id: str) -> str:
@@ -111,7 +157,16 @@ def _check_targets(target: Path, part: Path, request: DownloadRequest) -> None:
         raise InputError(f"{target.parent} is not a directory")
 
 
-def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: int, download_id: str) -> dict[str, Any]:
+def _write(
+    rt: Runtime,
+    remote: RemoteFile,
+    target: Path,
+    part: Path,
+    offset: int,
+    download_id: str,
+    command: str | None,
+) -> dict[str, Any]:
+    how = f"continue with: {command}" if command else "run the same command with --continue"
     task = rt.progress.task(target.name, remote.size, completed=offset)
     written = offset
     rt.progress.start()
@@ -121,10 +176,11 @@ def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: in
                 if offset:
                     fh.truncate(offset)
                 for chunk in remote.chunks:
-                    check_cancel()
+                    # Written before looking at Ctrl-C: these bytes arrived, and the .part keeps them.
                     fh.write(chunk)
                     written += len(chunk)
                     task.advance(len(chunk))
+                    check_cancel()
                 # No fsync, as curl and wget do not: flushing 1 GiB to the disk before the rename tripled a
                 # download's time. The rename still means the final name never holds a partial file
                 # while tmpup runs or after it dies; only a power cut can lose what the kernel had not written.
@@ -134,10 +190,11 @@ def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: in
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 # The disk (or a quota, or a file-size limit) is full: the .part keeps what arrived.
                 why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or "no space").lower()
-                raise TransientError(
-                    f"{why} writing {part} ({written} bytes so far)",
-                    hint="free some space, then run the same command with --continue",
-                ) from None
+                full = TransientError(
+                    f"{why} writing {part} ({written} bytes so far)", hint=f"free some space, then {how}"
+                )
+                full.resume_command = command
+                raise full from None
             raise InputError(f"cannot write {part}: {exc.strerror or exc}") from None
         except BaseException:
             task.finish(ok=False)
@@ -148,7 +205,7 @@ def _write(rt: Runtime, remote: RemoteFile, target: Path, part: Path, offset: in
             task.finish(ok=False)
             raise IntegrityError(
                 f"{target.name}: got {written} bytes but the server announced {remote.size}",
-                hint=f"{part} was kept; run the same command with --continue to fetch the rest",
+                hint=f"{part} was kept; to fetch the rest, {how}",
             )
         task.finish()
     finally:
@@ -178,6 +235,11 @@ def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) ->
         # `tmpup download ID -o - | head` is fine: the reader had enough.
         task.finish()
         return {"file": "-", "size": written}
+    except TransientError as exc:
+        task.finish(ok=False)
+        if exc.provider is not None:  # the provider's "--continue" does not apply to stdout
+            exc.hint = f"{written} bytes went to stdout; download again (to a file, -o PATH can be continued)"
+        raise
     except OSError as exc:
         task.finish(ok=False)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
