@@ -207,3 +207,25 @@ def error_for_status(
     else:
         cls = InputError  # another refusal of what was sent (409, 418, 451, ...)
     return cls(message, status=status, provider=provider, url=url, hint=hint)
+
+
+def transport_reason(exc: BaseException) -> str:
+    """tmpup's words for a network failure (the class names of requests and urllib3 mean nothing to users):
+    for error lines and retry notes alike."""
+    import requests
+    import urllib3
+
+    text = str(exc)
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)) or "timed out" in text:
+        return "timed out"
+    if "IncompleteRead" in text:
+        return "the server closed the connection early"
+    if "Connection reset" in text or "ConnectionResetError" in text:
+        return "the connection was reset"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "the host name does not resolve"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection"
+    return "the connection broke"

@@ -25,6 +25,7 @@ import requests
 import requests.adapters
 
 from tmpup import __version__
+from tmpup.errors import transport_reason
 from tmpup.headers import is_secret_name
 from tmpup.sources import check_cancel, pause
 
@@ -417,7 +418,8 @@ class Retrier:
                 if last_try or isinstance(exc, requests.exceptions.SSLError):
                     raise
                 wait = self.delay(number + 1)
-                self.notify(f"{what}: {type(exc).__name__}; retrying in {wait:.1f}s ({number + 1}/{self.retries})")
+                reason = transport_reason(exc)
+                self.notify(f"{what}: {reason}; retrying in {wait:.1f}s ({number + 1}/{self.retries})")
             else:
                 if response.status_code not in retry_statuses or last_try:
                     return response

@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from tmpup.errors import GoneError, InputError, IntegrityError, Interrupted, TmpupError, TransientError
+from tmpup.errors import (
+    GoneError,
+    InputError,
+    IntegrityError,
+    Interrupted,
+    TmpupError,
+    TransientError,
+    transport_reason,
+)
 from tmpup.http import RETRY_STATUSES, redact_url
 from tmpup.protocols.tus import (
     OFFSET_OCTET_STREAM,
@@ -311,7 +319,7 @@ class Transfer:
                 if failures > retrier.retries:
                     with self.provider.transport_errors("upload"):
                         raise exc
-                self.pause(failures, None, f"{method} failed ({type(exc).__name__})", retrier.retries)
+                self.pause(failures, None, f"{method} failed ({transport_reason(exc)})", retrier.retries)
                 self.need_sync = True
                 self.dangling = self.dangling or method == "PATCH"
                 continue

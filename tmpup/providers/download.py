@@ -21,7 +21,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tmpup.errors import IntegrityError, NotFoundError, TransientError
+from tmpup.errors import IntegrityError, NotFoundError, TransientError, transport_reason
 from tmpup.headers import parse_content_disposition, parse_content_range
 from tmpup.units import format_size
 
@@ -196,7 +196,7 @@ class _Body:
                             failures = 0
                             yield block
                     except _cut_errors() as exc:
-                        why = _why(exc)
+                        why = transport_reason(exc)
                     else:
                         if skip:
                             raise self._changed(f"the file now ends before byte {self.position}")
@@ -279,7 +279,7 @@ class _Body:
             with self.provider.transport_errors("download"):  # a certificate problem: no retry helps
                 raise exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retry(_why(exc)) from None
+            raise _Retry(transport_reason(exc)) from None
         except requests.RequestException as exc:
             with self.provider.transport_errors("download"):
                 raise exc
@@ -345,27 +345,6 @@ def _cut_errors() -> tuple[type[BaseException], ...]:
     import urllib3
 
     return (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
-
-
-def _why(exc: BaseException) -> str:
-    """tmpup's words for a broken transfer (the class names of requests and urllib3 mean nothing to users)."""
-    import requests
-    import urllib3
-
-    text = str(exc)
-    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)) or "timed out" in text:
-        return "the server stopped sending: timed out"
-    if "IncompleteRead" in text:
-        return "the server closed the connection early"
-    if "Connection reset" in text or "ConnectionResetError" in text:
-        return "the connection was reset"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "the host name does not resolve"
-    if "RemoteDisconnected" in text or "Connection aborted" in text:
-        return "the server closed the connection"
-    return "the connection broke"
 
 
 def _encoded(response: requests.Response) -> bool:
