@@ -129,6 +129,22 @@ def write_qlik_profile(emulator: Any, config_path: Path, *, retries: int = 2, ex
     return "q"
 
 
+def write_tus_profile(emulator: Any, config_path: Path) -> str:
+    """Write the default profile `t` (provider tus) at the emulator's generic tus mount, 2 retries."""
+    write_config(
+        config_path,
+        f"""
+        default_profile = "t"
+
+        [profiles.t]
+        provider = "tus"
+        url = "{emulator.mount_url("tus")}"
+        retries = 2
+        """,
+    )
+    return "t"
+
+
 def run(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> Result:
     """Run tmpup in-process through `tmpup.cli.main` with real stdout/stderr capture."""
     from tmpup.cli import main

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Result, make_file, run, sha256_file, write_config, write_qlik_profile
+from tests.conftest import Result, make_file, run, sha256_file, write_qlik_profile, write_tus_profile
 from tests.test_cli import assert_one_line_error
 from tests.test_enterprise_tester import UPLOAD_PATH as ET_UPLOAD_PATH
 from tests.test_enterprise_tester import et_config
@@ -66,19 +66,7 @@ def _qlik(emulator: Emulator, config_path: Path) -> str:
 
 
 def _tus(emulator: Emulator, config_path: Path) -> str:
-    """As `tests.test_tus_client.tus_profile` (a fixture, which cannot be called)."""
-    write_config(
-        config_path,
-        f"""
-        default_profile = "t"
-
-        [profiles.t]
-        provider = "tus"
-        url = "{emulator.mount_url("tus")}"
-        retries = 2
-        """,
-    )
-    return "t"
+    return write_tus_profile(emulator, config_path)
 
 
 def _field(name: str) -> Callable[[Emulator, Record], str]:
@@ -169,6 +157,19 @@ def receipts(state_dir: Path) -> list[Record]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def assert_part_kept_and_continued(download_id: str, target: Path, data: bytes) -> int:
+    """After a failed download: no file under the final name, a .part of the file's first bytes only,
+    and `--continue` (the fault gone) completes it exactly. Returns how many bytes the .part held."""
+    assert not target.exists()
+    part = target.with_name(target.name + ".part")
+    held = part.read_bytes()
+    assert held == data[: len(held)]
+    again = run("download", download_id, "-o", str(target), "--continue", "--progress", "none")
+    assert again.code == 0, again.err
+    assert target.read_bytes() == data and not part.exists()
+    return len(held)
+
+
 def upload(*args: str) -> Record:
     result = run("upload", *args, "--json", "--progress", "none")
     assert result.code == 0, result.err
@@ -247,15 +248,18 @@ def test_a_resumed_upload_whose_server_claims_too_much_loses_nothing_local(
 # -- downloads -----------------------------------------------------------------------------------
 
 
+def uploaded_for_download(case: Case, emulator: Emulator, tmp_path: Path) -> tuple[str, bytes, Path]:
+    """Upload a file for a download test: the id to download, the file's bytes, the target path."""
+    assert case.download_id is not None and case.download_path is not None
+    src = make_file(tmp_path / "s.bin", SIZE)
+    return case.download_id(emulator, upload(str(src))), src.read_bytes(), tmp_path / "copy.bin"
+
+
 @over(DOWNLOADS)
 def test_a_continued_download_that_announces_more_than_it_sends_is_exit_9(
     case: Case, emulator: Emulator, tmp_path: Path
 ) -> None:
-    assert case.download_id is not None and case.download_path is not None
-    src = make_file(tmp_path / "s.bin", SIZE)
-    data = src.read_bytes()
-    download_id = case.download_id(emulator, upload(str(src)))
-    target = tmp_path / "copy.bin"
+    download_id, data, target = uploaded_for_download(case, emulator, tmp_path)
     part = target.with_name("copy.bin.part")
     part.write_bytes(data[:1000])
     emulator.faults.add(Fault(provider=case.id, method="GET", path=case.download_path, corrupt=True))
@@ -263,12 +267,8 @@ def test_a_continued_download_that_announces_more_than_it_sends_is_exit_9(
     result = run("download", download_id, "-o", str(target), "--continue", "--progress", "none")
 
     assert_exit_9(result, f"announced {SIZE + 1}")
-    assert not target.exists()
-    held = part.read_bytes()
-    assert len(held) >= 1000 and held == data[: len(held)]  # what the .part had, and only the file's bytes
-    again = run("download", download_id, "-o", str(target), "--continue", "--progress", "none")
-    assert again.code == 0, again.err
-    assert target.read_bytes() == data and not part.exists()
+    held = assert_part_kept_and_continued(download_id, target, data)
+    assert held >= 1000  # what the .part had, and only the file's bytes
 
 
 @over(DOWNLOADS)
@@ -276,11 +276,7 @@ def test_a_download_cut_short_of_its_announced_length_keeps_the_part(
     case: Case, emulator: Emulator, tmp_path: Path
 ) -> None:
     """A 200 whose `Content-Length` is one byte more than the bytes sent (the connection then closes)."""
-    assert case.download_id is not None and case.download_path is not None
-    src = make_file(tmp_path / "s.bin", SIZE)
-    data = src.read_bytes()
-    download_id = case.download_id(emulator, upload(str(src)))
-    target = tmp_path / "copy.bin"
+    download_id, data, target = uploaded_for_download(case, emulator, tmp_path)
     emulator.faults.add(Fault(provider=case.id, method="GET", path=case.download_path, corrupt=True))
 
     result = run("download", download_id, "-o", str(target), "-q")
@@ -290,13 +286,7 @@ def test_a_download_cut_short_of_its_announced_length_keeps_the_part(
     assert result.code == 9, (result.code, result.err)
     assert result.out == ""
     assert_one_line_error(result.err, "--force")
-    assert not target.exists()
-    part = target.with_name("copy.bin.part")
-    held = part.read_bytes()
-    assert held == data[: len(held)]
-    again = run("download", download_id, "-o", str(target), "--continue", "--progress", "none")
-    assert again.code == 0, again.err
-    assert target.read_bytes() == data and not part.exists()
+    assert_part_kept_and_continued(download_id, target, data)
 
 
 def test_the_fault_is_documented_where_faults_are_listed(emulator: Emulator) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import make_file, run, sha256_file, write_config
+from tests.conftest import make_file, run, sha256_file, write_config, write_tus_profile
 from tests.rss import peak_rss_mib
 from tmpup.emulator import Emulator, Fault
 from tmpup.protocols.tus import decode_metadata, encode_metadata, parse_http_date
@@ -36,18 +36,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 @pytest.fixture
 def tus_profile(emulator: Any, config_path: Path) -> str:
     """A `tus` default profile at the emulator's generic tus mount."""
-    write_config(
-        config_path,
-        f"""
-        default_profile = "t"
-
-        [profiles.t]
-        provider = "tus"
-        url = "{emulator.mount_url("tus")}"
-        retries = 2
-        """,
-    )
-    return "t"
+    return write_tus_profile(emulator, config_path)
 
 
 def upload_json(*args: str) -> dict[str, Any]:

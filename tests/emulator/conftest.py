@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,17 @@ QLIK_TOKEN = "demo-qlik-token"
 QLIK_AUTH = {"Authorization": f"Bearer {QLIK_TOKEN}"}
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = "application/offset+octet-stream"
+
+
+@pytest.fixture
+def quiet(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail the test if the server printed anything or logged a warning (a traceback, say)."""
+    caplog.set_level(logging.DEBUG, logger="tmpup.emulator")
+    yield
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert err == ""
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import logging
 import os
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -26,17 +24,6 @@ from . import test_thulium_routes as thulium
 from .conftest import OCTET, QLIK_AUTH, TUS, qlik_api, sha256
 
 DATA = os.urandom(100_000)
-
-
-@pytest.fixture
-def quiet(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Fail the test if the server printed anything or logged a warning (a traceback, say)."""
-    caplog.set_level(logging.DEBUG, logger="tmpup.emulator")
-    yield
-    out, err = capfd.readouterr()
-    assert "Traceback" not in out + err
-    assert err == ""
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def corrupt(emu: Emulator, provider: str, method: str | None, path: str = "", times: int | None = 1) -> Fault:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import make_file, run, write_config, write_qlik_profile
+from tests.conftest import make_file, run, write_qlik_profile, write_tus_profile
 from tests.test_cli import assert_one_line_error
 from tests.test_enterprise_tester import et_config
 from tests.test_kf5 import kf5_config
@@ -124,18 +124,7 @@ def test_enterprise_tester_keeps_none_of_a_request_with_one_file_too_large(emu: 
 
 
 def tus_config(emulator: Emulator, config_path: Path) -> str:
-    write_config(
-        config_path,
-        f"""
-        default_profile = "t"
-
-        [profiles.t]
-        provider = "tus"
-        url = "{emulator.mount_url("tus")}"
-        retries = 2
-        """,
-    )
-    return "t"
+    return write_tus_profile(emulator, config_path)
 
 
 CONFIGS: dict[str, Callable[[Emulator, Path], str]] = {
