@@ -9,6 +9,7 @@ If-Range headers, the `.part` after a failure, and the message and command print
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import signal
@@ -523,3 +524,47 @@ def test_an_interrupted_download_keeps_the_part_and_prints_the_command_that_cont
     assert done.code == 0, done.err
     assert out.read_bytes() == DATA and not part.exists()
     assert ranges(server)[-1] == f"bytes={sent}-"
+
+
+# -- continued in a later run (--continue) --------------------------------------------------------------
+
+
+def test_a_later_continue_checks_the_part_holds_the_same_file(tmp_path: Path) -> None:
+    # The .part keeps (as an extended attribute) the ETag and size it was written from; a later
+    # --continue that finds another version of the file refuses to stitch the two together.
+    out = tmp_path / "out.bin"
+    with Server(cut(MIB)) as server:
+        assert download(server, out, retries=0).code == 10
+    assert json.loads(os.getxattr(part_of(out), "user.tmpup.download"))["etag"] == '"6571-v1"'
+    other = os.urandom(len(DATA))
+    with Server(etag='"6571-v2"', data=other) as server:
+        refused = download(server, out, "--continue")
+    assert_error(refused, 9, "another file", '"6571-v1" then, "6571-v2" now', "--force")
+    assert part_of(out).read_bytes() == DATA[:MIB]  # kept as it was
+    with Server() as server:
+        done = download(server, out, "--continue")
+    assert done.code == 0, done.err
+    assert out.read_bytes() == DATA
+    assert "user.tmpup.download" not in os.listxattr(out)  # the finished file carries nothing of tmpup's
+
+
+def test_a_part_of_another_id_is_not_continued_as_this_one(tmp_path: Path) -> None:
+    out = tmp_path / "out.bin"
+    with Server(cut(MIB)) as server:
+        assert download(server, out, retries=0).code == 10
+    record = json.loads(os.getxattr(part_of(out), "user.tmpup.download"))
+    os.setxattr(part_of(out), "user.tmpup.download", json.dumps({**record, "id": "1234"}).encode())
+    with Server() as server:
+        refused = download(server, out, "--continue")
+    assert_error(refused, 9, "written by a download of '1234'")
+    assert part_of(out).read_bytes() == DATA[:MIB]
+
+
+def test_a_part_without_the_attribute_is_continued_as_before(tmp_path: Path) -> None:
+    # A .part from an older tmpup, or from a file system that keeps no user attributes
+    out = tmp_path / "out.bin"
+    part_of(out).write_bytes(DATA[:MIB])
+    with Server() as server:
+        done = download(server, out, "--continue")
+    assert done.code == 0, done.err
+    assert out.read_bytes() == DATA and ranges(server) == [f"bytes={MIB}-"]

@@ -12,7 +12,9 @@ names its `tmpup resume` command.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import shlex
 import sys
@@ -74,6 +76,8 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
             remote = None
         if remote is None:
             remote = provider.open_download(request.id, offset=offset)
+        if offset and remote.offset == offset:
+            _check_same_file(part, request.id, remote)
         if remote.offset != offset:
             rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
             offset = remote.offset
@@ -175,6 +179,7 @@ def _write(
             with open(part, "ab" if offset else "wb") as fh:
                 if offset:
                     fh.truncate(offset)
+                _remember(part, download_id, remote)
                 for chunk in remote.chunks:
                     # Written before looking at Ctrl-C: these bytes arrived, and the .part keeps them.
                     fh.write(chunk)
@@ -210,10 +215,55 @@ def _write(
         task.finish()
     finally:
         rt.progress.stop()
+    with contextlib.suppress(OSError):
+        os.removexattr(part, PART_XATTR)  # the finished file carries nothing of tmpup's
     os.replace(part, target)
     record = {"id": download_id, "file": str(target), "size": written, "resumed": offset > 0}
     rt.output.result(record, "file")
     return record
+
+
+#: The extended attribute of a `.part` that says which file it holds the start of (`RemoteFile.validator`
+#: plus the id): `--continue` in a later run checks the server still serves that file. Where the file
+#: system keeps no user attributes, `--continue` trusts the server's answer, as `curl -C -` does.
+PART_XATTR = "user.tmpup.download"
+
+
+def _remember(part: Path, download_id: str, remote: RemoteFile) -> None:
+    if remote.validator is None or not hasattr(os, "setxattr"):
+        return
+    with contextlib.suppress(OSError):
+        os.setxattr(part, PART_XATTR, json.dumps({"id": download_id, **remote.validator}).encode())
+
+
+def _check_same_file(part: Path, download_id: str, remote: RemoteFile) -> None:
+    """Refuse to append to a `.part` that holds the start of another file, or of another version of it."""
+    if not hasattr(os, "getxattr"):
+        return
+    try:
+        stored = json.loads(os.getxattr(part, PART_XATTR))
+    except (OSError, ValueError):
+        return  # written before tmpup kept this, or on a file system without user attributes
+    if not isinstance(stored, dict):
+        return
+    now = remote.validator or {}
+    why = None
+    if stored.get("id") != download_id:
+        why = f"it was written by a download of {stored.get('id')!r}"
+    else:
+        for key, label in (("size", "a size of"), ("etag", "ETag"), ("last_modified", "Last-Modified")):
+            if key == "last_modified" and (stored.get("etag") or now.get("etag")):
+                break  # Last-Modified only stands in for a missing ETag (as in If-Range)
+            then, current = stored.get(key), now.get(key)
+            if then is not None and current is not None and then != current:
+                why = f"the file had {label} {then} then, {current} now"
+                break
+    if why is not None:
+        remote.close()
+        raise IntegrityError(
+            f"{part} holds the start of another file than the one {download_id} is now ({why})",
+            hint="pass --force to download it again from the start",
+        )
 
 
 def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) -> dict[str, Any]:

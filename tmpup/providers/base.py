@@ -101,6 +101,9 @@ class RemoteFile:
     offset: int
     chunks: Iterator[bytes]
     close: Callable[[], None] = lambda: None
+    #: What identifies this version of the file (`size`, `etag`, `last_modified`, None where the server
+    #: says nothing): kept with a `.part`, so that a later `--continue` knows it continues the same bytes.
+    validator: dict[str, Any] | None = None
 
 
 @dataclass

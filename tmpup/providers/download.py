@@ -94,8 +94,11 @@ def open_ranged_download(
         start, _end, total = content_range
     else:
         start, total = 0, length
-    body = _Body(provider, url, base_headers, params, response, start, _Identity.of(response, total))
-    return RemoteFile(name=name, size=total, offset=start, chunks=body.chunks, close=body.close)
+    identity = _Identity.of(response, total)
+    body = _Body(provider, url, base_headers, params, response, start, identity)
+    return RemoteFile(
+        name=name, size=total, offset=start, chunks=body.chunks, close=body.close, validator=identity.as_dict()
+    )
 
 
 @dataclass
@@ -109,6 +112,9 @@ class _Identity:
     @classmethod
     def of(cls, response: requests.Response, total: int | None) -> _Identity:
         return cls(total, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": self.total, "etag": self.etag, "last_modified": self.last_modified}
 
     @property
     def strong_etag(self) -> str | None:
