@@ -402,3 +402,29 @@ def test_a_token_in_the_creation_url_stays_out_of_the_resume_record(
     assert done.code == 0, done.err
     assert json.loads(done.out)["resumed"] is True  # the masked URL still matches this endpoint
     assert_uploaded(emulator, "tus", json.loads(done.out), src)
+
+
+def test_a_second_ctrl_c_while_stopping_still_prints_the_resume_command(
+    tus_profile: str, emulator: Emulator, state_dir: Path, tmp_path: Path
+) -> None:
+    # Stopping, tmpup asks the server where the upload is (HEAD); an impatient second Ctrl-C arrives
+    # meanwhile. It cuts that question short, not the message that says how to continue.
+    src = make_file(tmp_path / "f.bin", 10 * MIB)
+    proc = start("upload", str(src), "--limit-rate", "4M", "--progress", "none")
+    try:
+        wait_until(lambda: len(records(state_dir)) == 1, "the resume record")
+        slow_head = emulator.faults.add(Fault(provider="tus", method="HEAD", delay=5, times=1))
+    finally:
+        proc.send_signal(signal.SIGINT)
+    # The fault is used up when the HEAD arrives (it then waits out its delay): that is the moment.
+    wait_until(lambda: slow_head not in [f for f, _ in emulator.faults.active()], "the stopping HEAD")
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tmpup: error: interrupted"), err
+    assert f"tmpup resume {src}" in lines[0]
+    emulator.faults.clear()
+    done = run("resume", str(src), "--json", "--progress", "none")
+    assert done.code == 0, done.err
+    assert_uploaded(emulator, "tus", json.loads(done.out), src)

@@ -229,8 +229,9 @@ class Transfer:
         kept = f"the upload was kept; continue it with: {exc.resume_command}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept
-        # The record on disk is only less fresh when a save fails: keep the real error.
-        with contextlib.suppress(OSError):
+        # The record on disk is only less fresh when a save fails, or a second Ctrl-C cuts it short (the
+        # atomic write leaves the previous record): keep the real error, whose hint says how to continue.
+        with contextlib.suppress(OSError, Interrupted, KeyboardInterrupt):
             self.save(exact=not self.in_doubt)  # first the lower bound: a second Ctrl-C may come
             if self.in_doubt and self.probe():
                 self.save(exact=True)
