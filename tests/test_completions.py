@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,27 @@ def need_shell(name: str) -> str:
 def test_zsh_script_parses() -> None:
     zsh = need_shell("zsh")
     subprocess.run([zsh, "-n", str(REPO / "completions" / "_tmpup")], check=True)
+
+
+def test_zsh_profile_specs_call_a_helper_that_lists_the_profiles(config_path: Path) -> None:
+    # Every `:profile:FUNC` spec must reach the function that lists profile names. A command's own
+    # completion function named like the helper (`_tmpup_profiles` for `tmpup profiles`) once replaced it.
+    zsh = need_shell("zsh")
+    write_config(config_path, '[profiles.work]\nprovider = "qlik"\nurl = "https://a.qlikcloud.com"\ntoken = "t"\n')
+    text = (REPO / "completions" / "_tmpup").read_text(encoding="utf-8")
+    defined = re.findall(r"^(\w+)\(\) \{", text, flags=re.M)
+    assert len(defined) == len(set(defined)), sorted(d for d in defined if defined.count(d) > 1)
+    helpers = set(re.findall(r":profile:(\w+)", text))
+    assert helpers, "no profile completion in the zsh script"
+    # Load the functions (not the trailing `_tmpup "$@"`), then call each helper with a _describe that
+    # prints the candidates it is given, as compsys would offer them.
+    body = text.rsplit('_tmpup "$@"', 1)[0]
+    for helper in sorted(helpers):
+        script = f'{body}\n_describe() {{ print -l -- "${{(@P)4}}" }}\n{helper}\n'
+        bindir = str(Path(sys.executable).parent)
+        env = {**os.environ, "TMPUP_CONFIG": str(config_path), "PATH": bindir + os.pathsep + os.environ["PATH"]}
+        out = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+        assert out.split() == ["work"], (helper, out)
 
 
 def test_fish_completes_commands_and_options() -> None:
