@@ -192,3 +192,22 @@ def test_forced_colour_never_puts_escapes_into_a_pipe(qlik_profile: str, tmp_pat
         shown = run_process(*args, env=forcing)
         assert shown.code == 0 and "Usage" in shown.out
         assert "\x1b" not in shown.out + shown.err
+
+
+def test_a_secret_the_environment_gives_is_not_looked_for_in_the_profile(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # "TMPUP_* variables apply to every profile (they come before a profile's own values)": the
+    # profile's token_env / token_file, which would not be used, may be unset or missing.
+    write_config(
+        config_path,
+        '[profiles.a]\nprovider = "qlik"\nurl = "https://acme.eu.qlikcloud.com"\ntoken_env = "QLIK_API_KEY"\n'
+        f'[profiles.b]\nprovider = "qlik"\nurl = "https://acme.eu.qlikcloud.com"\ntoken_file = "{tmp_path}/none"\n',
+    )
+    monkeypatch.delenv("QLIK_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="QLIK_API_KEY"):
+        load_settings(profile="a")
+    monkeypatch.setenv("TMPUP_TOKEN", "from-the-environment")
+    for name in ("a", "b"):
+        settings = load_settings(profile=name)
+        assert settings.secret("token") == "from-the-environment" and settings.origins["token"] == "environment"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,11 @@ def load_settings(
         line = cfg.line_of(name, key)
         return f"{cfg.path}" + (f":{line}" if line else "") + f" profile {name!r}"
 
-    profile_values = _profile_values(table, specs, key_where, env)
     env_values = _env_values(specs, env)
+    # A secret the option or the environment gives is not looked for in the profile's KEY_env / KEY_file:
+    # an unset variable or a missing file that would not be used is no error.
+    given = {key for key in specs if options.get(key) is not None or env_values.get(key) is not None}
+    profile_values = _profile_values(table, specs, key_where, env, given)
 
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -240,8 +243,12 @@ def _profile_values(
     specs: Mapping[str, KeySpec],
     key_where: Callable[[str], str],
     env: Mapping[str, str],
+    given: Collection[str] = (),
 ) -> dict[str, Any]:
+    """The profile's own values; `given`: keys an option or the environment supplies, whose secret
+    the profile does not have to (and is not asked to) resolve."""
     values: dict[str, Any] = {}
+    seen: set[str] = set()
     for key, raw in table.items():
         if key == "provider":
             continue
@@ -253,11 +260,14 @@ def _profile_values(
         if spec is None:
             known = ", ".join(sorted(specs))
             raise ConfigError(f"{key_where(key)}: unknown key {key!r}", hint=f"known keys: provider, {known}")
-        if base in values:
+        if base in seen:
             raise ConfigError(
                 f"{key_where(key)}: {base!r} is given more than once (as {base}, {base}_env or {base}_file)",
                 hint="keep exactly one of them",
             )
+        seen.add(base)
+        if base in given and form != "value":
+            continue
         if form == "env":
             if not isinstance(raw, str) or not raw:
                 raise ConfigError(f"{key_where(key)}: {key} must name an environment variable")
