@@ -94,8 +94,9 @@ def test_round_trip(emulator: Any, config_path: Path, tmp_path: Path, size: int,
         "name": "src.bin",
         "size": size,
         "token": record["token"],
+        "url": record["url"],  # the same kind of URL as the upload's (the bytes)
         "content_url": record["url"],
-        "url": record["api_url"],
+        "api_url": record["api_url"],
     }
 
     out = tmp_path / "out"

@@ -36,7 +36,8 @@ COMMON_OPTIONS = [
             None,
             "--profile",
             "-p",
-            help="Profile to use (default: TMPUP_PROFILE, then default_profile).",
+            help="Profile to use (default: TMPUP_PROFILE, then 'env' when TMPUP_PROVIDER is set, then "
+            "default_profile, then the file's only profile).",
             rich_help_panel="Common options",
         ),
     ),

@@ -70,9 +70,23 @@ def main() -> int:
             print("demo: the downloaded bytes differ from the uploaded ones", file=sys.stderr)
             return 9
         print(f"\nround trip OK: {sample.stat().st_size} bytes up and down, sha256 {_sha256(out)[:16]}…")
-        print("next: run `tmpup serve` in one terminal and point a profile at it (see README).")
+        print(f"next: run `{_shown_tmpup()} serve` in one terminal and point a profile at it (see README).")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _shown_tmpup() -> str:
+    """How to run tmpup from here: `tmpup` when it is on PATH, else the venv's script (after the
+    Quickstart, `.venv/bin/tmpup`), shown relative to the current folder when it is inside it."""
+    import shutil
+
+    script = Path(sys.executable).parent / "tmpup"
+    if shutil.which("tmpup") == str(script) or not script.exists():
+        return "tmpup"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)

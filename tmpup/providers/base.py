@@ -297,9 +297,12 @@ class Provider(abc.ABC):
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             url = redact_url(exc.request.url) if exc.request is not None and exc.request.url else ""
+            hint = "check the network and the profile's url"
+            if what == "upload" or what.startswith("tus "):  # only an upload can have kept a record
+                hint += "; resumable state, if any, was kept"
             raise TransientError(
                 f"{self.id}: {what} failed{' at ' + url if url else ''}: {_short(exc)}",
-                hint="check the network and the profile's url; resumable state, if any, was kept",
+                hint=hint,
                 provider=self.id,
             ) from exc
         except requests.exceptions.RequestException as exc:

@@ -184,8 +184,11 @@ class Kf5Provider(Provider):
             "name": attachment.get("name"),
             "size": attachment.get("size"),
             "token": attachment.get("token"),
+            # `url` means what it means in the upload's result (the bytes: content_url); the API's own
+            # `url` of the attachment is `api_url` there and here, so `jq .url` gives one kind of URL.
+            "url": attachment.get("content_url"),
             "content_url": attachment.get("content_url"),
-            "url": attachment.get("url"),
+            "api_url": attachment.get("url"),
         }
         return Info(attachment_id, fields)
 
