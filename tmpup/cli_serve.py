@@ -169,9 +169,10 @@ def serve(
     """Run the local emulator of all six provider APIs (for trying tmpup and for tests).
 
     The demo credentials are printed at start; each one not given keeps its built-in demo value.
-    Every credential option can also come from its TMPUP_EMULATOR_* environment variable (shown
-    with each option): prefer that for secrets, since a command line shows in `ps` and in shell
-    history.
+
+    Every credential option can also come from its TMPUP_EMULATOR_* environment variable, shown with each option.
+
+    Prefer that for secrets: a command line shows in `ps` and in shell history.
     """
     from tmpup.units import parse_duration
 
