@@ -97,6 +97,68 @@ def test_proxy_variables_are_honoured_and_no_proxy_bypasses_them(
         proxy.close()
 
 
+class _RefusingProxy:
+    """A forward proxy that refuses every CONNECT (the tunnel an https request asks for) with `status`."""
+
+    def __init__(self, status: int) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_CONNECT(self) -> None:
+                self.send_response(status)
+                if status == 407:
+                    self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://proxyuser:proxy-pass-x9@127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "code", "needle"), [(407, 3, "asks for credentials (407)"), (502, 10, "(502)")])
+def test_a_proxy_that_refuses_the_tunnel_is_explained_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: int, code: int, needle: str
+) -> None:
+    proxy = _RefusingProxy(status)
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        env = {"TMPUP_PROVIDER": "qlik", "TMPUP_URL": "https://tenant.example.invalid", "TMPUP_TOKEN": "t"}
+        result = run("upload", str(make_file(tmp_path / "p.bin", 10)), "--retries", "0", env=env)
+    finally:
+        proxy.close()
+    assert result.code == code, result.err
+    assert result.err.startswith("tmpup: error: ") and result.err.count("\n") == 1
+    assert needle in result.err
+    for leak in ("proxy-pass-x9", "HTTPSConnectionPool", "ProxyError", "Max retries"):
+        assert leak not in result.err
+
+
+def test_a_proxy_nobody_listens_on_is_named_as_the_problem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    env = {"TMPUP_PROVIDER": "qlik", "TMPUP_URL": "https://tenant.example.invalid", "TMPUP_TOKEN": "t"}
+    result = run("upload", str(make_file(tmp_path / "p.bin", 10)), "--retries", "0", env=env)
+    assert result.code == 10, result.err
+    assert "cannot reach the proxy" in result.err and "HTTPS_PROXY" in result.err
+
+
 def test_a_netrc_entry_never_replaces_the_profiles_credentials(
     qlik_profile: str, emulator: Any, isolated: Path, tmp_path: Path
 ) -> None:

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 from tmpup.errors import (
     ConfigError,
     InputError,
+    TmpupError,
     TransientError,
     UnsupportedError,
     error_for_status,
+    transport_reason,
 )
 
 if TYPE_CHECKING:
@@ -295,6 +297,8 @@ class Provider(abc.ABC):
                 hint="check the profile's secrets and headers",
                 provider=self.id,
             ) from None
+        except requests.exceptions.ProxyError as exc:
+            raise _proxy_error(self.id, what, exc) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             url = redact_url(exc.request.url) if exc.request is not None and exc.request.url else ""
             hint = "check the network and the profile's url"
@@ -310,6 +314,34 @@ class Provider(abc.ABC):
 
     def setting(self, key: str) -> Any:
         return self.settings.get(key)
+
+
+def _proxy_error(provider: str, what: str, exc: BaseException) -> TmpupError:
+    """A proxy (HTTPS_PROXY / HTTP_PROXY) that could not be reached or refused the tunnel. Its text is
+    urllib3's nested repr, and the proxy URL may hold a password: only the status is taken from it."""
+    import re
+
+    found = re.search(r"Tunnel connection failed: (\d{3})", str(exc))
+    status = int(found.group(1)) if found else None
+    if status == 407:
+        return ConfigError(
+            f"{provider}: {what} failed: the proxy asks for credentials (407)",
+            hint="put them in HTTPS_PROXY / HTTP_PROXY (http://user:pass@proxy:port), or check them",
+            provider=provider,
+            status=407,
+        )
+    if status is not None:
+        return TransientError(
+            f"{provider}: {what} failed: the proxy refused to open a connection to the server ({status})",
+            hint="check the proxy (HTTPS_PROXY / HTTP_PROXY) and that it may reach this host",
+            provider=provider,
+            status=status,
+        )
+    return TransientError(
+        f"{provider}: {what} failed: cannot reach the proxy ({transport_reason(exc)})",
+        hint="check HTTPS_PROXY / HTTP_PROXY (NO_PROXY lists the hosts reached without it)",
+        provider=provider,
+    )
 
 
 def _short(exc: BaseException) -> str:
