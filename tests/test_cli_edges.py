@@ -211,3 +211,28 @@ def test_a_secret_the_environment_gives_is_not_looked_for_in_the_profile(
     for name in ("a", "b"):
         settings = load_settings(profile=name)
         assert settings.secret("token") == "from-the-environment" and settings.origins["token"] == "environment"
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("timeout = [1]", "not a TOML array"),
+        ("timeout = {a = 1}", "not a TOML table"),
+        ("timeout = 1979-05-27T07:32:00Z", "not a TOML date/time"),
+        ("chunk_size = 1.5", "must be whole"),
+        ("chunk_size = 0", "must be more than 0"),
+        ("retries = 101", "at most 100"),
+    ],
+)
+def test_odd_toml_values_are_configuration_errors_naming_the_key(config_path: Path, line: str, needle: str) -> None:
+    write_config(config_path, f'[profiles.t]\nprovider = "tus"\nurl = "https://tus.example.com/files/"\n{line}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    key = line.split(" ")[0]
+    assert f"{config_path}:4 profile 't': bad value for '{key}'" in str(caught.value)
+    assert needle in str(caught.value)
+
+
+def test_retries_has_an_upper_bound_on_the_command_line_too(qlik_profile: str) -> None:
+    result = run("info", "x", "--retries", "101")
+    assert result.code == 2 and "--retries" in result.err and result.err.count("\n") == 1

@@ -17,6 +17,7 @@ import typer
 
 from tmpup.errors import TmpupError, UsageError
 from tmpup.runtime import GlobalOptions
+from tmpup.units import MAX_RETRIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +86,12 @@ COMMON_OPTIONS = [
         "retries",
         int | None,
         typer.Option(
-            None, "--retries", min=0, help="Retries of failed requests (default 5).", rich_help_panel="Common options"
+            None,
+            "--retries",
+            min=0,
+            max=MAX_RETRIES,
+            help="Retries of failed requests (default 5).",
+            rich_help_panel="Common options",
         ),
     ),
     _opt(

@@ -69,14 +69,31 @@ def coerce(raw: Any, spec: KeySpec, where: str) -> Any:
     if isinstance(raw, Secret):
         return raw
     try:
+        if spec.kind != "table" and not isinstance(raw, (str, int, float)):
+            # A TOML array, table or date where a scalar belongs (`timeout = [1]`)
+            raise ValueError(f"expected a single value, not a TOML {_toml_kind(raw)}")
         value = _convert(raw, spec)
         if spec.positive and not value > 0:
             raise ValueError("must be more than 0")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ValueError(f"at most {spec.maximum:g}")
         if spec.whole and value != int(value):
             raise ValueError(f"must be whole seconds, not {value:g}")
         return value
     except ValueError as exc:
         raise ConfigError(f"{where}: bad value for {spec.name!r}: {exc}") from None
+
+
+def _toml_kind(raw: Any) -> str:
+    import datetime as dt
+
+    if isinstance(raw, (list, tuple)):
+        return "array"
+    if isinstance(raw, Mapping):
+        return "table"
+    if isinstance(raw, (dt.date, dt.time)):
+        return "date/time"
+    return type(raw).__name__
 
 
 def _convert(raw: Any, spec: KeySpec) -> Any:
@@ -93,6 +110,10 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
             raise ValueError("cannot be negative")
         return number
     if spec.kind == "size":
+        if isinstance(raw, float):
+            if not raw.is_integer():
+                raise ValueError(f'a size in bytes must be whole, not {raw:g} (or write e.g. "1.5M")')
+            raw = int(raw)
         return parse_size(raw)
     if spec.kind == "duration":
         return parse_duration(raw)

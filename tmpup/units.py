@@ -7,6 +7,9 @@ import re
 #: Beyond these a value is a typo, not a wish: 1 EiB, and about 31 years.
 MAX_SIZE = 1 << 60
 MAX_DURATION = 1e9
+#: The most retries tmpup takes (--retries, a profile's `retries`): with backoff capped at 30 s, 100 already
+#: means waiting most of an hour; a bigger number is a typo.
+MAX_RETRIES = 100
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
 _SIZE_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}

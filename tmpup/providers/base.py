@@ -29,6 +29,7 @@ from tmpup.errors import (
     error_for_status,
     transport_reason,
 )
+from tmpup.units import MAX_RETRIES
 
 if TYPE_CHECKING:
     import requests
@@ -54,6 +55,7 @@ class KeySpec:
     help: str = ""
     positive: bool = False  # a number that must be above zero (a timeout of 0 would mean "fail at once")
     whole: bool = False  # a duration in whole seconds (an API that takes an integer TTL)
+    maximum: float | None = None  # the largest sensible number (100 retries: beyond, a typo or a loop)
 
 
 #: Keys every profile accepts, whatever its provider.
@@ -61,7 +63,7 @@ COMMON_KEYS: tuple[KeySpec, ...] = (
     KeySpec(
         "timeout", "duration", default=60.0, positive=True, help="seconds to wait for the server (connect and read)"
     ),
-    KeySpec("retries", "int", default=5, help="retries of a failed request (network, 429, 5xx)"),
+    KeySpec("retries", "int", default=5, maximum=MAX_RETRIES, help="retries of a failed request (network, 429, 5xx)"),
     KeySpec("ca_bundle", "path", help="a PEM file of CA certificates to trust"),
     KeySpec("insecure", "bool", default=False, help="turn TLS certificate verification off"),
 )

@@ -64,7 +64,7 @@ class QlikProvider(Provider):
         KeySpec("url", "url", required=True, help="tenant base, e.g. https://acme.eu.qlikcloud.com"),
         KeySpec("token", secret=True, required=True, help="API key or OAuth access token (Bearer)"),
         KeySpec("ttl", "duration", whole=True, help="time to live, 1s..3d (default 1h)"),
-        KeySpec("chunk_size", "size", help="tus PATCH size (default: the whole remainder in one request)"),
+        KeySpec("chunk_size", "size", positive=True, help="tus PATCH size (default: the rest in one request)"),
         KeySpec(
             "resumable_threshold",
             "size",

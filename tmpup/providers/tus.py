@@ -34,7 +34,7 @@ class TusProvider(Provider):
         KeySpec("url", "url", required=True, help="the tus creation endpoint, e.g. https://host/files/"),
         KeySpec("token", secret=True, help="optional Bearer token"),
         KeySpec("headers", "table", help="extra headers sent with every request, e.g. { X-Tenant = 'acme' }"),
-        KeySpec("chunk_size", "size", help="PATCH size (default: the whole remainder in one request)"),
+        KeySpec("chunk_size", "size", positive=True, help="PATCH size (default: the whole remainder in one request)"),
     )
     handle: ClassVar[Literal["id", "token", "url"]] = "url"
 
