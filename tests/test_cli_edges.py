@@ -236,3 +236,30 @@ def test_odd_toml_values_are_configuration_errors_naming_the_key(config_path: Pa
 def test_retries_has_an_upper_bound_on_the_command_line_too(qlik_profile: str) -> None:
     result = run("info", "x", "--retries", "101")
     assert result.code == 2 and "--retries" in result.err and result.err.count("\n") == 1
+
+
+def test_an_unwritable_stdout_is_an_error_that_still_carries_the_handle(qlik_profile: str, tmp_path: Path) -> None:
+    # The upload is done when stdout fails: the one error line gives the handle a script would have read
+    import subprocess
+    import sys
+
+    src = make_file(tmp_path / "a.bin", 100)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tmpup", "upload", str(src)], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert proc.returncode == 10
+    assert proc.stderr.startswith("tmpup: error: cannot write to stdout (no space left on device)")
+    assert proc.stderr.count("\n") == 1
+    handle = proc.stderr.split("the result was: ")[1].split(";")[0]
+    assert run("info", handle).code == 0  # really uploaded, and that is its id
+    closed = subprocess.run(
+        [sys.executable, "-m", "tmpup", "providers"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+        preexec_fn=lambda: __import__("os").close(1),
+    )
+    assert closed.returncode == 10 and "stdout is closed" in closed.stderr

@@ -116,10 +116,15 @@ class Output:
     def _emit(self, text: str) -> None:
         # `tmpup upload a b c | head -1`: the reader may leave. The other files still upload, and
         # every result stays in the receipts (`tmpup info`), so a closed stdout ends nothing.
-        out = self.stream()
-        with _guard(out):
-            out.write(text + "\n")
-            out.flush()
+        out: TextIO | None = self.stream()
+        if out is None:  # started with stdout closed (`tmpup ... >&-`)
+            raise _unwritable(text, "stdout is closed")
+        try:
+            with _guard(out):
+                out.write(text + "\n")
+                out.flush()
+        except OSError as exc:  # a full disk behind `> file`, /dev/full, an I/O error
+            raise _unwritable(text, (exc.strerror or str(exc)).lower()) from None
 
 
 class Messages:
@@ -164,6 +169,17 @@ def stderr_guard() -> Iterator[None]:
     """
     with _guard(sys.stderr):
         yield
+
+
+def _unwritable(text: str, why: str) -> Exception:
+    """stdout cannot take a result: the error line carries it instead, so that a finished upload's
+    handle is not lost (its receipt keeps it too)."""
+    from tmpup.errors import TransientError
+
+    return TransientError(
+        f"cannot write to stdout ({why}); the result was: {printable(text)[:2000]}",
+        hint="give stdout somewhere to go (a disk with room, a pipe); an upload's result is in its receipt too",
+    )
 
 
 @contextlib.contextmanager
