@@ -218,6 +218,8 @@ def serve(
                 f"cannot load the TLS certificate ({files}): {exc.strerror or exc}",
                 hint="give a PEM certificate and the PEM private key that belongs to it",
             ) from None
+    if data_dir is not None:
+        _check_data_dir(Path(data_dir))
     try:
         serve_forever(
             host=host,
@@ -241,3 +243,17 @@ def serve(
         else:
             hint = "check --host: an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for all"
         raise UsageError(str(exc), hint=hint) from None
+
+
+def _check_data_dir(path: Path) -> None:
+    """--data-dir must be a folder the emulator can write: made when missing, refused (exit 2) otherwise."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        not_a_folder = path.exists() and not path.is_dir()
+        what = "is not a folder" if not_a_folder else f"cannot be written ({exc.strerror or exc})"
+        raise UsageError(f"--data-dir {path} {what}", hint="give a folder the emulator may write to") from None

@@ -172,6 +172,8 @@ def test_a_busy_port_is_one_line_and_exit_2() -> None:
         (["--cert", __file__], {}, "cannot load the TLS certificate"),
         (["--port", "70000"], {}, "--port"),
         ([], {"TMPUP_EMULATOR_QLIK_TOKEN": " "}, "TMPUP_EMULATOR_QLIK_TOKEN"),
+        (["--data-dir", __file__], {}, "is not a folder"),
+        (["--data-dir", "/proc/tmpup-cannot-be-here"], {}, "cannot be written"),
     ],
 )
 def test_bad_option_values_are_usage_errors(args: list[str], env: dict[str, str], needle: str) -> None:
