@@ -263,3 +263,27 @@ def test_an_unwritable_stdout_is_an_error_that_still_carries_the_handle(qlik_pro
         preexec_fn=lambda: __import__("os").close(1),
     )
     assert closed.returncode == 10 and "stdout is closed" in closed.stderr
+
+
+def test_an_empty_profile_name_is_a_usage_error(qlik_profile: str) -> None:
+    # before, `-p ""` quietly used the default profile
+    result = run("info", "x", "-p", "")
+    assert result.code == 2 and "-p/--profile needs a profile name" in result.err
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u2066"])
+def test_names_that_display_as_another_are_refused(qlik_profile: str, tmp_path: Path, control: str) -> None:
+    src = make_file(tmp_path / "a.bin", 10)
+    result = run("upload", str(src), "--name", f"invoice{control}fdp.exe")
+    assert result.code == 7 and "bidirectional control character" in result.err
+    assert run("upload", str(src), "--name", "счёт 2026 ✓.pdf").code == 0  # other scripts and symbols are fine
+
+
+@pytest.mark.parametrize("header", ["Host", "upload-offset", "Content-Length"])
+def test_tus_headers_cannot_replace_what_http_and_tus_are_made_of(config_path: Path, header: str) -> None:
+    write_config(
+        config_path,
+        f'[profiles.t]\nprovider = "tus"\nurl = "https://tus.example.com/files/"\nheaders = {{ {header} = "x" }}\n',
+    )
+    with pytest.raises(ConfigError, match=f"'headers' cannot set '{header}'"):
+        load_settings()

@@ -140,6 +140,8 @@ def common(fn: F) -> F:
                 raise UsageError(f"--timeout: {exc}") from None
             if timeout <= 0:
                 raise UsageError("--timeout must be more than 0, e.g. 30s")
+        if values["profile"] is not None and not values["profile"].strip():
+            raise UsageError("-p/--profile needs a profile name", hint="see them with 'tmpup profiles list'")
         g = GlobalOptions(
             profile=values["profile"],
             config=values["config"],

@@ -73,6 +73,14 @@ def check_name(name: str, *, from_disk: bool = False) -> str:
             f"the upload name {name!r} contains a control character ({bad!r})",
             hint="pass --name NAME" if from_disk else "choose a name without line breaks",
         )
+    spoof = next((ch for ch in name if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"), None)
+    if spoof is not None:
+        # Bidirectional overrides and isolates make a name display as another ("invoice\u202efdp.exe"
+        # shows as "invoiceexe.pdf"): the trick behind disguised attachments.
+        raise InputError(
+            f"the upload name {name!r} contains a bidirectional control character (U+{ord(spoof):04X})",
+            hint="pass --name NAME without it",
+        )
     if any("\udc80" <= ch <= "\udcff" for ch in name):
         # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
         raise InputError(f"the upload name {name!r} is not valid UTF-8", hint="pass --name NAME")

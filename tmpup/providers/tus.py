@@ -14,6 +14,7 @@ is tus termination where offered.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
 
@@ -24,6 +25,24 @@ from tmpup.sources import Source
 
 if TYPE_CHECKING:
     from tmpup.protocols.tus import TusClient
+
+
+#: Headers a profile's `headers` table may not set.
+_MANAGED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "content-type",
+        "tus-resumable",
+        "upload-offset",
+        "upload-length",
+        "upload-metadata",
+        "upload-defer-length",
+        "x-http-method-override",
+    }
+)
 
 
 class TusProvider(Provider):
@@ -37,6 +56,15 @@ class TusProvider(Provider):
         KeySpec("chunk_size", "size", positive=True, help="PATCH size (default: the whole remainder in one request)"),
     )
     handle: ClassVar[Literal["id", "token", "url"]] = "url"
+
+    @classmethod
+    def validate_settings(cls, values: Mapping[str, Any]) -> str | None:
+        """`headers` may add headers, not replace the ones HTTP and tus themselves are made of: a `Host`
+        would send the upload (and its record) elsewhere, an `Upload-Offset` would corrupt it."""
+        for name in values.get("headers") or {}:
+            if str(name).strip().lower() in _MANAGED_HEADERS:
+                return f"'headers' cannot set {name!r}: tmpup sends it itself (HTTP framing or the tus protocol)"
+        return None
 
     @property
     def create_url(self) -> str:
