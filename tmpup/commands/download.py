@@ -7,14 +7,14 @@ server-supplied name is reduced to a safe base name; `-o -` streams to stdout.
 A body cut off mid-stream is continued within the run by the provider (`providers.download`); when
 that gives up, or on Ctrl-C/SIGTERM, the `.part` keeps every byte that arrived and the error says
 the command that continues it (`tmpup download ID -o PATH --continue`), as an interrupted upload
-names its `tmpup resume` command.
+names its `tmpup resume` command. The `.part` itself (names that fit, the exclusive claim, the note of
+which file it holds, the final rename) is `part_file`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shlex
 import sys
@@ -22,14 +22,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tmpup.errors import InputError, IntegrityError, Interrupted, TmpupError, TransientError, UsageError
+from tmpup.commands import part_file
+from tmpup.commands.ids import check_id
+from tmpup.commands.part_file import (
+    PART_SUFFIX,
+    PART_XATTR,
+    check_name_length,
+    check_path_length,
+    check_same_file,
+    is_dir,
+    remember,
+    rename_into_place,
+    unlink_if_ours,
+)
+from tmpup.errors import (
+    InputError,
+    IntegrityError,
+    Interrupted,
+    TmpupError,
+    TransientError,
+    UsageError,
+)
 from tmpup.headers import safe_filename
 from tmpup.providers.base import Downloadable, RemoteFile
 from tmpup.runtime import Runtime
 from tmpup.sources import check_cancel
 from tmpup.units import format_size
-
-PART_SUFFIX = ".part"
 
 
 @dataclass(frozen=True)
@@ -44,8 +62,7 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
     provider = rt.provider
     if not isinstance(provider, Downloadable):
         raise provider.unsupported("download", _why_no_download(provider.id))
-    if not request.id.strip():
-        raise UsageError("the id is empty")
+    check_id(request.id)
     provider.check_download_id(request.id)
     if request.output == "-":
         if request.resume:
@@ -62,60 +79,76 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
             target = Path(request.output) / target
     part = target.with_name(target.name + PART_SUFFIX)
     try:
+        check_name_length(target)
         _check_targets(target, part, request)
+        claim = part_file.claim(part, target, resume=request.resume, force=request.force)
     except BaseException:
         if remote is not None:
             remote.close()
         raise
 
-    command = continue_command(rt, request.id, target)
+    # From here this process holds the .part's lock, until the rename (or the end of the run).
+    # Without --force the target does not exist; with it, the continuing run must carry --force too.
+    command = continue_command(rt, request.id, target, force=os.path.lexists(target))
+    started = False  # whether the .part was truncated or written to by this run
     try:
-        offset = part.stat().st_size if request.resume and part.exists() else 0
+        offset = os.fstat(claim.fd).st_size if request.resume and not claim.created else 0
         if remote is not None and offset > 0:
             remote.close()
             remote = None
         if remote is None:
             remote = provider.open_download(request.id, offset=offset)
         if offset and remote.offset == offset:
-            _check_same_file(part, request.id, remote)
+            check_same_file(claim.fd, part, request.id, remote)
         if remote.offset != offset:
             rt.messages.note(f"the server does not resume downloads; starting {target.name} from the beginning")
             offset = remote.offset
-        return _write(rt, remote, target, part, offset, request.id, command)
+        started = True
+        return _write(rt, remote, target, part, claim.fd, offset, request, command)
     except (Interrupted, TransientError) as exc:
-        _say_kept(exc, part, command)
+        if started or not claim.created:
+            _say_kept(exc, claim.fd, part, command)
         raise
     except KeyboardInterrupt:  # called as a library, without the CLI's signal handlers
         stopped = Interrupted("interrupted")
-        _say_kept(stopped, part, command)
+        if started or not claim.created:
+            _say_kept(stopped, claim.fd, part, command)
         raise stopped from None
     finally:
         if remote is not None:
             remote.close()  # already closed by _write, unless something stopped the run before it
+        if claim.created and not started:
+            unlink_if_ours(part, claim.fd)  # nothing was asked of it: leave no empty .part behind
+        os.close(claim.fd)  # and with it the lock
 
 
-def continue_command(rt: Runtime, id: str, target: Path) -> str | None:
-    """What a user types to continue this download (None when it cannot be pasted back as shown)."""
+def continue_command(rt: Runtime, id: str, target: Path, *, force: bool = False) -> str | None:
+    """What a user types to continue this download (None when it cannot be pasted back as shown).
+
+    `force`: the target exists (a `--force` download that has not replaced it yet), so continuing
+    needs `--force` too."""
     words = ["tmpup", "download", id]
     if rt.options.profile:
         words += ["-p", rt.options.profile]
     if rt.options.config is not None:
         words += ["--config", str(rt.options.config)]
     words += ["-o", str(target), "--continue"]
+    if force:
+        words.append("--force")
     # Messages show unprintable characters (and undecodable bytes of a name) as `?`: another file.
     if not all(word.isprintable() for word in words):
         return None
     return shlex.join(words)
 
 
-def _say_kept(exc: TmpupError, part: Path, command: str | None) -> None:
+def _say_kept(exc: TmpupError, fd: int, part: Path, command: str | None) -> None:
     """Point an error that stopped a download at the `.part` it left and the command that continues it."""
     if exc.resume_command is not None:
         return  # the hint already says it (a full disk: "free some space, then ...")
     try:
-        held = part.stat().st_size
-    except OSError:
-        return  # nothing was written yet: there is nothing to continue
+        held = os.fstat(fd).st_size
+    except OSError:  # pragma: no cover - the fd is open
+        return
     exc.resume_command = command
     how = f"continue with: {command}" if command else "run the same command with --continue to resume it"
     exc.hint = f"{part} was kept ({format_size(held)}); {how}"
@@ -135,10 +168,12 @@ def _why_no_download(provider_id: str) -> str:
 
 def _planned_target(rt: Runtime, request: DownloadRequest) -> Path | None:
     """The destination when it can be known before the request (-o FILE, or a receipt's name)."""
-    if request.output and request.output.endswith(("/", os.sep)) and not Path(request.output).is_dir():
+    if request.output:
+        check_path_length(Path(request.output))  # before is_dir(), which raises on a name too long
+    if request.output and request.output.endswith(("/", os.sep)) and not is_dir(Path(request.output)):
         # `-o dl/` means a folder: writing a file called `dl` would be a surprise.
         raise InputError(f"{request.output}: no such directory", hint="create it first, or give -o a file name")
-    if request.output and not Path(request.output).is_dir():
+    if request.output and not is_dir(Path(request.output)):
         return Path(request.output)
     receipt = rt.state.find_receipt(request.id, rt.settings.provider)
     if receipt and receipt.get("name"):
@@ -148,16 +183,13 @@ def _planned_target(rt: Runtime, request: DownloadRequest) -> Path | None:
 
 
 def _check_targets(target: Path, part: Path, request: DownloadRequest) -> None:
-    if target.exists() and not request.force:
+    """What can be refused before the `.part` is opened. Any entry at the target counts, a dangling
+    symlink included (`lexists`): --force replaces the entry itself, never what a link points at."""
+    if os.path.lexists(target) and not request.force:
         raise InputError(f"{target} already exists", hint="pass --force to overwrite it, or -o PATH")
-    if target.is_dir():
+    if is_dir(target):
         raise InputError(f"{target} is a directory")
-    if part.exists() and not request.resume and not request.force:
-        raise InputError(
-            f"{part} is left from an interrupted download",
-            hint="pass --continue to resume it, or --force to start over",
-        )
-    if not target.parent.is_dir():
+    if not is_dir(target.parent):
         raise InputError(f"{target.parent} is not a directory")
 
 
@@ -166,20 +198,22 @@ def _write(
     remote: RemoteFile,
     target: Path,
     part: Path,
+    fd: int,
     offset: int,
-    download_id: str,
+    request: DownloadRequest,
     command: str | None,
 ) -> dict[str, Any]:
+    """Stream the body into the locked `.part` from `offset`, check its size on disk, and rename it."""
     how = f"continue with: {command}" if command else "run the same command with --continue"
     task = rt.progress.task(target.name, remote.size, completed=offset)
     written = offset
     rt.progress.start()
     try:
         try:
-            with open(part, "ab" if offset else "wb") as fh:
-                if offset:
-                    fh.truncate(offset)
-                _remember(part, download_id, remote)
+            os.ftruncate(fd, offset)  # what lies past the offset is not this file's (or is about to be again)
+            os.lseek(fd, offset, os.SEEK_SET)
+            remember(fd, request.id, remote, fresh=offset == 0)
+            with open(fd, "wb", closefd=False) as fh:  # the fd's position; an int fd is never truncated
                 for chunk in remote.chunks:
                     # Written before looking at Ctrl-C: these bytes arrived, and the .part keeps them.
                     fh.write(chunk)
@@ -212,58 +246,24 @@ def _write(
                 f"{target.name}: got {written} bytes but the server announced {remote.size}",
                 hint=f"{part} was kept; to fetch the rest, {how}",
             )
+        # What is on disk, not only what this process wrote: something else writing to the .part
+        # (it ignores the lock, which is advisory) must not end up under the final name.
+        on_disk = os.fstat(fd).st_size
+        if on_disk != written:
+            task.finish(ok=False)
+            raise IntegrityError(
+                f"{part} holds {on_disk} bytes on disk, but the download wrote {written}: something else wrote to it",
+                hint=f"{part} was kept; pass --force to download the file again",
+            )
         task.finish()
     finally:
         rt.progress.stop()
     with contextlib.suppress(OSError):
-        os.removexattr(part, PART_XATTR)  # the finished file carries nothing of tmpup's
-    os.replace(part, target)
-    record = {"id": download_id, "file": str(target), "size": written, "resumed": offset > 0}
+        os.removexattr(fd, PART_XATTR)  # the finished file carries nothing of tmpup's
+    rename_into_place(part, target, replace=request.force)
+    record = {"id": request.id, "file": str(target), "size": written, "resumed": offset > 0}
     rt.output.result(record, "file")
     return record
-
-
-#: The extended attribute of a `.part` that says which file it holds the start of (`RemoteFile.validator`
-#: plus the id): `--continue` in a later run checks the server still serves that file. Where the file
-#: system keeps no user attributes, `--continue` trusts the server's answer, as `curl -C -` does.
-PART_XATTR = "user.tmpup.download"
-
-
-def _remember(part: Path, download_id: str, remote: RemoteFile) -> None:
-    if remote.validator is None or not hasattr(os, "setxattr"):
-        return
-    with contextlib.suppress(OSError):
-        os.setxattr(part, PART_XATTR, json.dumps({"id": download_id, **remote.validator}).encode())
-
-
-def _check_same_file(part: Path, download_id: str, remote: RemoteFile) -> None:
-    """Refuse to append to a `.part` that holds the start of another file, or of another version of it."""
-    if not hasattr(os, "getxattr"):
-        return
-    try:
-        stored = json.loads(os.getxattr(part, PART_XATTR))
-    except (OSError, ValueError):
-        return  # written before tmpup kept this, or on a file system without user attributes
-    if not isinstance(stored, dict):
-        return
-    now = remote.validator or {}
-    why = None
-    if stored.get("id") != download_id:
-        why = f"it was written by a download of {stored.get('id')!r}"
-    else:
-        for key, label in (("size", "a size of"), ("etag", "ETag"), ("last_modified", "Last-Modified")):
-            if key == "last_modified" and (stored.get("etag") or now.get("etag")):
-                break  # Last-Modified only stands in for a missing ETag (as in If-Range)
-            then, current = stored.get(key), now.get(key)
-            if then is not None and current is not None and then != current:
-                why = f"the file had {label} {then} then, {current} now"
-                break
-    if why is not None:
-        remote.close()
-        raise IntegrityError(
-            f"{part} holds the start of another file than the one {download_id} is now ({why})",
-            hint="pass --force to download it again from the start",
-        )
 
 
 def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from tmpup.commands.ids import check_id
 from tmpup.errors import NotFoundError
 from tmpup.providers.base import Describable, Info
 from tmpup.runtime import Runtime
@@ -13,6 +14,7 @@ RECEIPT_FIELDS = ("id", "token", "name", "size", "file", "url", "uploaded_at", "
 
 
 def run(rt: Runtime, id: str) -> Info:
+    check_id(id)  # before the id goes into a URL or a receipt lookup
     provider = rt.provider
     info = provider.info(id) if isinstance(provider, Describable) else from_receipt(rt, id)
     _render(rt, info)
