@@ -66,7 +66,7 @@ class Runtime:
             options=options,
             messages=messages,
             output=Output(json_mode=options.json),
-            state=StateStore(default_state_dir(env)),
+            state=StateStore(default_state_dir(env), notify=messages.debug),
             env=env,
             progress=make_progress(mode),
         )

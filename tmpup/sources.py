@@ -9,19 +9,19 @@ reads: the file is read once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
-import shutil
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from tmpup.errors import InputError, IntegrityError
+from tmpup.errors import InputError, IntegrityError, TmpupError
 
 BLOCK = 1024 * 1024
 IDENTITY_SPAN = 1024 * 1024
@@ -75,6 +75,8 @@ class Source:
         self.temporary = temporary
         self.observers: list[ContiguousHash] = []
         self.throttle: Throttle | None = None
+        #: The fd whose flock marks a temporary (spool) file as in use; closed by `cleanup`.
+        self.hold: int | None = None
 
     @property
     def default_name(self) -> str:
@@ -107,15 +109,36 @@ class Source:
             st = self.path.stat()
         except OSError as exc:
             raise InputError(f"{self.display}: disappeared during the upload ({exc.strerror})") from None
-        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
-            raise IntegrityError(
-                f"{self.display}: the file changed while it was being uploaded ({self.size} -> {st.st_size} bytes)",
-                hint="upload it again once it is no longer being written",
-            )
+        if st.st_size != self.size:
+            what = f"{self.size} -> {st.st_size} bytes"
+        elif st.st_mtime_ns != self.mtime_ns:
+            # Same size: it was written in place (or touched); say so rather than a size "change".
+            what = f"same size, but modified: mtime {_when(self.mtime_ns)} -> {_when(st.st_mtime_ns)}"
+        else:
+            return
+        raise IntegrityError(
+            f"{self.display}: the file changed while it was being uploaded ({what})",
+            hint="upload it again once it is no longer being written",
+        )
 
     def cleanup(self) -> None:
         if self.temporary:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)  # while still held: a sweeper never sees it unheld
+        if self.hold is not None:
+            os.close(self.hold)
+            self.hold = None
+
+
+def _when(mtime_ns: int) -> str:
+    """A modification time as local ISO 8601 to the microsecond (a rewrite can land in the same second)."""
+    import datetime as dt
+
+    try:
+        seconds, ns = divmod(mtime_ns, 10**9)
+        when = dt.datetime.fromtimestamp(seconds).astimezone().replace(microsecond=ns // 1000)
+        return when.isoformat(timespec="microseconds")
+    except (OverflowError, OSError, ValueError):  # a date no calendar holds (touch -d far away)
+        return f"{mtime_ns} ns"
 
 
 class FileSlice:
@@ -362,17 +385,54 @@ def open_source(arg: str, *, stdin: BinaryIO | None = None, spool_dir: Path | No
 
 
 def _spool_stdin(stream: BinaryIO, spool_dir: Path | None) -> Source:
-    """Copy stdin to a private temp file so the upload has a length and can be retried."""
-    if spool_dir is not None:
-        # The state dir first: mkdir's mode does not apply to the parents it creates.
-        spool_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        spool_dir.mkdir(exist_ok=True, mode=0o700)
-    fd, name = tempfile.mkstemp(prefix="stdin-", suffix=".spool", dir=spool_dir)
+    """Copy stdin to a private temp file so the upload has a length and can be retried.
+
+    The file stays flock'd until `Source.cleanup` (`state.create_spool`), so that `resume --clean`
+    can tell a killed process's spool (swept) from a live one's. A disk that fills up, or a state
+    folder that cannot be written, is a `StateError` (exit 3) and leaves no partial spool behind.
+    """
+    from tmpup.state import create_spool
+
+    fd, path = create_spool(spool_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(stream, out, BLOCK)
+        while True:
+            try:
+                data = stream.read(BLOCK)
+            except OSError as exc:
+                raise InputError(f"<stdin>: cannot read it ({exc.strerror or exc})") from None
+            if not data:
+                break
+            check_cancel()
+            try:
+                _write_all(fd, data)
+            except OSError as exc:
+                raise _spool_error(path.parent, fd, exc) from None
+        st = os.fstat(fd)
     except BaseException:
-        os.unlink(name)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
         raise
-    st = os.stat(name)
-    return Source(Path(name), "<stdin>", st.st_size, st.st_mtime_ns, temporary=True)
+    source = Source(path, "<stdin>", st.st_size, st.st_mtime_ns, temporary=True)
+    source.hold = fd
+    return source
+
+
+def _spool_error(where: Path, fd: int, exc: OSError) -> TmpupError:
+    from tmpup.state_io import StateError, state_write_error
+    from tmpup.units import format_size
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return state_write_error(where, "the copy of stdin", exc)
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc)).lower()
+    return StateError(
+        f"cannot copy stdin to {where}: {why} after {format_size(os.fstat(fd).st_size)}",
+        hint="stdin is copied whole before it is uploaded: free some space, "
+        "or set TMPUP_STATE_DIR to a folder on a disk with room for it",
+    )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -10,10 +10,17 @@ Layout under `<user state dir>/tmpup/` (`$TMPUP_STATE_DIR` overrides):
     receipts.jsonl          one JSON line per successful upload (0600); past RECEIPTS_MAX_BYTES it is
                             compacted: receipts of uploads expired over RECEIPTS_KEEP_EXPIRED ago go,
                             then the oldest, down to half the limit (a cron job every 30 minutes
-                            would otherwise grow it by ~9 MiB a year, and `info` reads it whole)
-    spool/                  stdin copied to a private file while it uploads
+                            would otherwise grow it by ~9 MiB a year, and `info` reads it whole).
+                            Readers skip lines that are not receipts (torn by a crash, not UTF-8, a
+                            bad date) and an append starts on a fresh line, so one bad line hides
+                            nothing else.
+    spool/stdin-*.spool     stdin copied to a private file while it uploads, flock'd by the process
+                            that spools it: one nobody holds was left by a killed process, and is
+                            swept (`resume --clean`)
 
 Records and receipts never hold credentials: only what identifies the file and the remote upload.
+Receipts are `tmpup.receipts`' (StateStore delegates to it); atomic writes and the error a folder that
+cannot be written becomes are `tmpup.state_io`'s.
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tmpup.errors import ConfigError, LockedError, TmpupError
+from tmpup.errors import LockedError
+from tmpup.receipts import RECEIPTS_MAX_BYTES, Receipts
+from tmpup.state_io import is_current, state_write_error, write_atomic, writing
 
 #: A temp file of an atomic write older than this was left by a killed process (a write takes
 #: milliseconds; minutes of margin cover a stalled disk).
@@ -38,10 +48,8 @@ STRAY_AGE = 300.0
 #: Seconds `lock` keeps trying before it says another process holds the record: `resume --list`
 #: probes locks by taking them for microseconds, which must not turn away an upload.
 LOCK_GRACE = 0.5
-#: receipts.jsonl is compacted when an append takes it past this size (~8000 receipts).
-RECEIPTS_MAX_BYTES = 4 * 1024 * 1024
-#: An upload's receipt is kept this long after it expired: `info` can still say when it expired.
-RECEIPTS_KEEP_EXPIRED = dt.timedelta(days=30)
+#: Names of stdin's spool files in `spool/` (`create_spool`, `StateStore.sweep_spool`).
+SPOOL_PREFIX, SPOOL_SUFFIX = "stdin-", ".spool"
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -51,29 +59,6 @@ def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("tmpup", appauthor=False))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """temp file in the same folder + fsync + rename: a reader sees the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dirfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
 
 
 @dataclass
@@ -116,45 +101,18 @@ def record_key(profile: str, provider: str, path: str) -> str:
     return hashlib.sha256(f"{profile}\0{provider}\0".encode() + os.fsencode(path)).hexdigest()[:32]
 
 
-def _keep_receipt(line: bytes, now: dt.datetime) -> bool:
-    """False for a torn line (a crash mid-write) and for an upload that expired long ago."""
-    try:
-        item = json.loads(line)
-    except ValueError:
-        return False
-    if not isinstance(item, dict):
-        return False
-    expires = item.get("expires_at")
-    if not isinstance(expires, str):
-        return True  # no expiry known (Pyrus, KF5): only the size limit removes it
-    try:
-        when = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when + RECEIPTS_KEEP_EXPIRED > now
-
-
-class StateError(ConfigError):
-    """tmpup's own state folder cannot be written (read-only disk, full disk, a file in the way)."""
-
-
-@contextlib.contextmanager
-def _writing(root: Path, what: str) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise StateError(
-            f"cannot write {what} in {root}: {exc.strerror or exc}",
-            hint="free some space, or set TMPUP_STATE_DIR to a writable folder",
-        ) from None
-
-
 class StateStore:
-    def __init__(self, root: Path, *, receipts_max_bytes: int = RECEIPTS_MAX_BYTES) -> None:
+    """The state folder: resume records and their locks here, receipts in `tmpup.receipts`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        receipts_max_bytes: int = RECEIPTS_MAX_BYTES,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = root
-        self.receipts_max_bytes = receipts_max_bytes
+        self.receipt_log = Receipts(root, max_bytes=receipts_max_bytes, notify=notify)
 
     @property
     def uploads_dir(self) -> Path:
@@ -162,88 +120,33 @@ class StateStore:
 
     @property
     def receipts_path(self) -> Path:
-        return self.root / "receipts.jsonl"
+        return self.receipt_log.path
+
+    @property
+    def receipts_max_bytes(self) -> int:
+        return self.receipt_log.max_bytes
+
+    @receipts_max_bytes.setter
+    def receipts_max_bytes(self, value: int) -> None:
+        self.receipt_log.max_bytes = value
+
+    # -- receipts (tmpup.receipts) -----------------------------------------------------------------
+
+    def add_receipt(self, receipt: Mapping[str, Any]) -> None:
+        self.receipt_log.add(receipt)
+
+    def compact_receipts(self, now: dt.datetime | None = None) -> None:
+        self.receipt_log.compact(now)
+
+    def receipts(self) -> Iterator[dict[str, Any]]:
+        return self.receipt_log.all()
+
+    def find_receipt(self, handle: str, provider: str | None = None) -> dict[str, Any] | None:
+        return self.receipt_log.find(handle, provider)
 
     @property
     def spool_dir(self) -> Path:
         return self.root / "spool"
-
-    # -- receipts -------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _receipts_lock(self) -> Iterator[None]:
-        """An exclusive flock on `receipts.jsonl.lock`, held by an append (one write) and by a compaction."""
-        import fcntl
-
-        fd = os.open(self.root / "receipts.jsonl.lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def add_receipt(self, receipt: Mapping[str, Any]) -> None:
-        """Append one receipt; compact the file when it has grown past `receipts_max_bytes`."""
-        # ASCII escapes: a path may hold bytes that are not UTF-8, which only \u escapes carry through.
-        line = (json.dumps(receipt, sort_keys=False) + "\n").encode("utf-8")
-        with _writing(self.root, "the receipt"):
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Under the lock: an append never lands in a file that a compaction is replacing.
-            with self._receipts_lock():
-                fd = os.open(self.receipts_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, line)  # one write() of one line
-                    size = os.fstat(fd).st_size
-                finally:
-                    os.close(fd)
-                if size > self.receipts_max_bytes:
-                    self._compact(dt.datetime.now(dt.timezone.utc))
-
-    def compact_receipts(self, now: dt.datetime | None = None) -> None:
-        """Rewrite receipts.jsonl without receipts long expired, then without the oldest, to half the limit."""
-        with _writing(self.root, "the receipts"), self._receipts_lock():
-            self._compact(now or dt.datetime.now(dt.timezone.utc))
-
-    def _compact(self, now: dt.datetime) -> None:
-        try:
-            with self.receipts_path.open("rb") as fh:
-                lines = [line for line in fh if _keep_receipt(line, now)]
-        except FileNotFoundError:
-            return
-        budget, kept = self.receipts_max_bytes // 2, []
-        for line in reversed(lines):  # the newest first, until half the limit is used
-            budget -= len(line)
-            if budget < 0:
-                break
-            kept.append(line)
-        _write_atomic(self.receipts_path, b"".join(reversed(kept)))
-
-    def receipts(self) -> Iterator[dict[str, Any]]:
-        try:
-            fh = self.receipts_path.open(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        with fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue  # a torn line from a crash must not hide the others
-                if isinstance(item, dict):
-                    yield item
-
-    def find_receipt(self, handle: str, provider: str | None = None) -> dict[str, Any] | None:
-        """The newest receipt whose id, token or url is `handle`."""
-        found = None
-        for item in self.receipts():
-            if provider and item.get("provider") != provider:
-                continue
-            if handle in (item.get("id"), item.get("token"), item.get("url")):
-                found = item
-        return found
 
     # -- resume records -------------------------------------------------------------------------
 
@@ -252,8 +155,8 @@ class StateStore:
 
     def save_record(self, record: ResumeRecord) -> None:
         data = json.dumps(record.as_dict(), indent=2).encode("ascii")
-        with _writing(self.uploads_dir, "the resume record"):
-            _write_atomic(self.record_path(record.key), data)
+        with writing(self.uploads_dir, "the resume record"):
+            write_atomic(self.record_path(record.key), data)
         self.sweep(f".{record.key}.json.*")  # what an earlier, killed writer of this record left
 
     def sweep(self, pattern: str = ".*.json.*", max_age: float = STRAY_AGE) -> list[str]:
@@ -272,10 +175,11 @@ class StateStore:
         return removed
 
     def sweep_locks(self) -> list[str]:
-        """Remove lock files whose record is gone (a process killed before its first save), unless held."""
+        """Remove what only a live process's flock accounts for, unless held: lock files whose record
+        is gone (a process killed before its first save), and stdin spool files (`sweep_spool`)."""
         import fcntl
 
-        removed: list[str] = []
+        removed: list[str] = self.sweep_spool()
         if not self.uploads_dir.is_dir():
             return removed
         for path in self.uploads_dir.glob("*.lock"):
@@ -364,13 +268,14 @@ class StateStore:
         """Hold the record's lock for the duration, or fail (after LOCK_GRACE) if another process holds it."""
         import fcntl
 
-        with _writing(self.uploads_dir, "the resume record's lock"):
-            self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(self.uploads_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600))
+        what_lock = "the resume record's lock"
         path = self.uploads_dir / f"{key}.lock"
+        with writing(self.uploads_dir, what_lock):
+            self.uploads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         deadline = time.monotonic() + LOCK_GRACE
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            with writing(self.uploads_dir, what_lock):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -384,24 +289,78 @@ class StateStore:
                 ) from None
             # The previous holder may have deleted the lock file (delete_record) between our open
             # and flock: a lock on an unlinked file excludes nobody, so take the current file.
-            try:
-                current = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
+            if is_current(path, fd):
                 break
             os.close(fd)
         try:
-            # The pid is for people reading the file; whether the lock is held is `lock_held`'s to say.
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            try:
+                # The pid is for people reading the file; whether the lock is held is `lock_held`'s to say.
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError as exc:  # a full disk: fail before any request, as a record's save would
+                # Removed while held, as delete_record's callers do: the next run creates a new one.
+                if is_current(path, fd):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise state_write_error(self.uploads_dir, what_lock, exc) from None
             yield
         finally:
             os.close(fd)
 
+    # -- stdin's spool files --------------------------------------------------------------------
 
-def ensure_private(path: Path) -> None:
-    try:
-        os.chmod(path, 0o600)
-    except OSError as exc:  # pragma: no cover
-        raise TmpupError(f"cannot set permissions of {path}: {exc}") from exc
+    def sweep_spool(self) -> list[str]:
+        """Remove spool files no process holds (`create_spool`): a process killed while it spooled or
+        uploaded stdin left them, and they can be as large as the stream was. Return their names."""
+        import fcntl
+
+        removed: list[str] = []
+        if not self.spool_dir.is_dir():
+            return removed
+        for path in self.spool_dir.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                # Delete only while holding the lock: `create_spool` sees the unlink and starts over.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if stat.S_ISREG(os.fstat(fd).st_mode) and is_current(path, fd):
+                    path.unlink()
+                    removed.append(path.name)
+            except OSError:
+                continue  # held by a live tmpup (BlockingIOError), or gone
+            finally:
+                os.close(fd)
+        return removed
+
+
+def create_spool(spool_dir: Path | None) -> tuple[int, Path]:
+    """A new private spool file in `spool_dir` (the system's temp folder when None), open for writing
+    and flock'd for as long as the fd stays open: `StateStore.sweep_spool` removes one only when no
+    process holds it, so a killed process's spool is swept and a live one's never is.
+
+    Errors are `StateError`s (exit 3), as for every other file in the state folder.
+    """
+    import fcntl
+
+    where = spool_dir if spool_dir is not None else Path(tempfile.gettempdir())
+    with writing(where, "the copy of stdin"):
+        if spool_dir is not None:
+            # The state dir first: mkdir's mode does not apply to the parents it creates.
+            spool_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            spool_dir.mkdir(exist_ok=True, mode=0o700)
+        while True:
+            fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=spool_dir)
+            path = Path(name)
+            try:
+                # Blocking: a sweeper that took it between mkstemp and here lets go at once.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+            if is_current(path, fd):
+                return fd, path
+            os.close(fd)  # swept in that instant (it was empty and unheld): take another

@@ -124,7 +124,7 @@ def clean(rt: Runtime) -> int:
         rt.output.json({"removed": len(removed), "records": removed, "stray_files": strays})
     else:
         if strays:
-            rt.messages.note(f"removed {len(strays)} file(s) left in {rt.state.uploads_dir} by killed processes")
+            rt.messages.note(f"removed {len(strays)} file(s) left in {rt.state.root} by killed processes")
         rt.messages.note(f"{len(removed)} record(s) removed")
     return len(removed)
 
