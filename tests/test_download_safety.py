@@ -464,3 +464,53 @@ def test_a_shell_passes_the_undecodable_byte_through(garbage: Garbage, tmp_path:
     result = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
     assert_error(result, 2, "the id ab\\xff is not valid")
     assert garbage.seen == []
+
+
+# -- devices and fifos at the target ---------------------------------------------------------------
+
+
+def test_a_device_at_the_target_is_written_into_never_replaced(tmp_path: Path) -> None:
+    # `-o /dev/null` is how people test a download; --force used to rename a regular file over the
+    # device (as root, over /dev/null itself). A private character device stands in for /dev/null.
+    import stat
+
+    device = tmp_path / "null"
+    if os.geteuid() == 0:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    else:  # without root, the real /dev/null; the --force case below runs only where it cannot hurt
+        device = Path("/dev/null")
+    with Server() as server:
+        plain = run("download", "6571", "-o", str(device), "--progress", "none", env=provider_env("qlik", server.url))
+        assert plain.code == 0, plain.err
+        assert plain.out.strip() == str(device)
+        if device != Path("/dev/null"):
+            forced = run(
+                "download",
+                "6571",
+                "-o",
+                str(device),
+                "--force",
+                "--progress",
+                "none",
+                env=provider_env("qlik", server.url),
+            )
+            assert forced.code == 0, forced.err
+    assert stat.S_ISCHR(os.stat(device).st_mode)  # still the device
+    assert not part_of(device).exists()
+    with Server() as server:
+        refused = run("download", "6571", "-o", str(device), "-c", env=provider_env("qlik", server.url))
+    assert refused.code == 2 and "--continue cannot be used" in refused.err
+
+
+def test_a_fifo_at_the_target_gets_the_bytes(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with Server() as server:
+        result = run("download", "6571", "-o", str(fifo), "--progress", "none", env=provider_env("qlik", server.url))
+    reader.join(30)
+    assert result.code == 0, result.err
+    assert got == [DATA]
+    assert fifo.is_fifo()

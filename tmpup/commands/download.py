@@ -17,6 +17,7 @@ import contextlib
 import errno
 import os
 import shlex
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,17 @@ def run(rt: Runtime, request: DownloadRequest) -> dict[str, Any]:
         return _to_stdout(rt, provider, request)
 
     target = _planned_target(rt, request)
+    if target is not None and _is_stream(target):
+        # `-o /dev/null`, a fifo: written into as it is, like stdout. There is no file to replace, and
+        # a rename over it (--force) would put a regular file in the place of a device.
+        if request.resume:
+            raise UsageError(f"--continue cannot be used with -o {target} (not a regular file)")
+        try:
+            sink = open(target, "wb")  # noqa: SIM115 - closed below, after the stream
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        with sink:
+            return _to_stream(rt, provider, request, sink, str(target))
     remote: RemoteFile | None = None
     if target is None:
         # The name comes from the server: look at the answer's headers first.
@@ -266,9 +278,25 @@ def _write(
     return record
 
 
+def _is_stream(path: Path) -> bool:
+    """A character device or a fifo (`/dev/null`, `/dev/stdout`, a named pipe): written into, never replaced."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) -> dict[str, Any]:
+    return _to_stream(rt, provider, request, sys.stdout.buffer, "-")
+
+
+def _to_stream(
+    rt: Runtime, provider: Downloadable, request: DownloadRequest, out: BinaryIO, where: str
+) -> dict[str, Any]:
+    """Stream the download into `out` (stdout, a device, a fifo): no `.part`, nothing to continue."""
     remote = provider.open_download(request.id, offset=0)
-    out: BinaryIO = sys.stdout.buffer
+    shown = "stdout" if where == "-" else where
     written = 0
     # Progress on stderr as for a file (a bar on a terminal while stdout goes to a pipe or a file).
     task = rt.progress.task(safe_filename(remote.name, fallback="stdout"), remote.size)
@@ -284,20 +312,20 @@ def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) ->
     except BrokenPipeError:
         # `tmpup download ID -o - | head` is fine: the reader had enough.
         task.finish()
-        return {"file": "-", "size": written}
+        return {"file": where, "size": written}
     except TransientError as exc:
         task.finish(ok=False)
-        if exc.provider is not None:  # the provider's "--continue" does not apply to stdout
-            exc.hint = f"{written} bytes went to stdout; download again (to a file, -o PATH can be continued)"
+        if exc.provider is not None:  # the provider's "--continue" does not apply to a stream
+            exc.hint = f"{written} bytes went to {shown}; download again (to a file, -o PATH can be continued)"
         raise
     except OSError as exc:
         task.finish(ok=False)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise TransientError(
-                f"cannot write to stdout after {written} bytes: {(exc.strerror or 'no space').lower()}",
-                hint="free some space where stdout goes, then download again",
+                f"cannot write to {shown} after {written} bytes: {(exc.strerror or 'no space').lower()}",
+                hint=f"free some space where {shown} goes, then download again",
             ) from None
-        raise InputError(f"cannot write to stdout after {written} bytes: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write to {shown} after {written} bytes: {exc.strerror or exc}") from None
     except BaseException:
         task.finish(ok=False)
         raise
@@ -306,4 +334,8 @@ def _to_stdout(rt: Runtime, provider: Downloadable, request: DownloadRequest) ->
         rt.progress.stop()
     if remote.size is not None and written != remote.size:
         raise IntegrityError(f"got {written} bytes but the server announced {remote.size}")
+    if where != "-":
+        record = {"id": request.id, "file": where, "size": written, "resumed": False}
+        rt.output.result(record, "file")
+        return record
     return {"file": "-", "size": written}
