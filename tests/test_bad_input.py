@@ -265,22 +265,29 @@ def test_download_into_a_missing_directory_or_over_a_directory(qlik_env: Any, tm
 # -- files that change while they upload ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", ["grows", "shrinks"])
-def test_a_file_that_changes_during_the_upload_is_an_integrity_error(
-    qlik_env: Any, tmp_path: Path, state_dir: Path, change: str
-) -> None:
-    src = make_file(tmp_path / "live.log", 3 * MIB)
+def start_throttled_upload(src: Path, emulator: Any) -> subprocess.Popen[bytes]:
+    """Start `tmpup upload SRC` at 1 MiB/s (qlik profile of the test) and return once its first block
+    reached the emulator: the rest of the file is seconds away, time for a test to change it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tmpup", "upload", str(src), "--limit-rate", "1M", "--progress", "none"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    # 1 MiB blocks at 1 MiB/s: once the first block reached the server, the third read is ~1 s away.
     deadline = time.monotonic() + 30
-    while not any(blob.offset > 0 for blob in qlik_env.store.blobs("qlik")):
+    while not any(blob.offset > 0 for blob in emulator.store.blobs("qlik")):
         assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
         time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks"])
+def test_a_file_that_changes_during_the_upload_is_an_integrity_error(
+    qlik_env: Any, tmp_path: Path, state_dir: Path, change: str
+) -> None:
+    src = make_file(tmp_path / "live.log", 3 * MIB)
+    # 1 MiB blocks at 1 MiB/s: once the first block reached the server, the third read is ~1 s away.
+    proc = start_throttled_upload(src, qlik_env)
     if change == "grows":
         with src.open("ab") as fh:
             fh.write(b"appended while uploading\n")

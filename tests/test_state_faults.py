@@ -23,7 +23,7 @@ from typing import IO, Any
 import pytest
 
 from tests.conftest import Result, make_file, run, sha256_file, write_tus_profile
-from tests.test_bad_input import assert_error
+from tests.test_bad_input import assert_error, start_throttled_upload
 from tests.test_faults_download import _can_mount_tmpfs, _file_size_limit
 
 MIB = 1024 * 1024
@@ -259,17 +259,8 @@ def test_a_file_changed_in_place_says_it_was_modified_not_a_size_change(
 ) -> None:
     size = 3 * MIB
     src = make_file(tmp_path / "live.log", size)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tmpup", "upload", str(src), "--limit-rate", "1M", "--progress", "none"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     # 1 MiB blocks at 1 MiB/s: once the first block reached the server, the last is seconds away.
-    deadline = time.monotonic() + 30
-    while not any(blob.offset > 0 for blob in emulator.store.blobs("qlik")):
-        assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
-        time.sleep(0.02)
+    proc = start_throttled_upload(src, emulator)
     before = src.stat().st_mtime_ns
     with src.open("r+b") as fh:  # rewritten in place: the same size, other bytes
         fh.write(b"changed!" * 1024)
