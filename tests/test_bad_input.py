@@ -265,11 +265,11 @@ def test_download_into_a_missing_directory_or_over_a_directory(qlik_env: Any, tm
 # -- files that change while they upload ---------------------------------------------------------------
 
 
-def start_throttled_upload(src: Path, emulator: Any) -> subprocess.Popen[bytes]:
-    """Start `tmpup upload SRC` at 1 MiB/s (qlik profile of the test) and return once its first block
-    reached the emulator: the rest of the file is seconds away, time for a test to change it."""
+def start_throttled_upload(src: Path, emulator: Any, rate: str = "1M") -> subprocess.Popen[bytes]:
+    """Start `tmpup upload SRC` at `rate` per second (qlik profile of the test) and return once its first
+    block reached the emulator: the rest of the file is seconds away, time for a test to change it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tmpup", "upload", str(src), "--limit-rate", "1M", "--progress", "none"],
+        [sys.executable, "-m", "tmpup", "upload", str(src), "--limit-rate", rate, "--progress", "none"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -282,12 +282,18 @@ def start_throttled_upload(src: Path, emulator: Any) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize("change", ["grows", "shrinks"])
+@pytest.mark.parametrize(
+    ("size", "rate"),
+    [(3 * MIB, "1M"), (16 * MIB, "4M")],
+    ids=["read inline", "read ahead"],  # under read_ahead.MIN_LENGTH the file is read in the sending thread
+)
 def test_a_file_that_changes_during_the_upload_is_an_integrity_error(
-    qlik_env: Any, tmp_path: Path, state_dir: Path, change: str
+    qlik_env: Any, tmp_path: Path, state_dir: Path, change: str, size: int, rate: str
 ) -> None:
-    src = make_file(tmp_path / "live.log", 3 * MIB)
+    src = make_file(tmp_path / "live.log", size)
     # 1 MiB blocks at 1 MiB/s: once the first block reached the server, the third read is ~1 s away.
-    proc = start_throttled_upload(src, qlik_env)
+    # Read ahead, the reader is a few blocks further on: a shrink shows as an early end of file there.
+    proc = start_throttled_upload(src, qlik_env, rate)
     if change == "grows":
         with src.open("ab") as fh:
             fh.write(b"appended while uploading\n")

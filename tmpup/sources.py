@@ -2,7 +2,8 @@
 
 `FileSlice` is the request body of every upload: an iterable of large blocks read from an offset of
 the file with a known length, so `requests` sends a `Content-Length` (not chunked encoding) and
-urllib3 writes 1 MiB at a time instead of its default 16 KiB. Each iteration seeks again, so a
+urllib3 writes 1 MiB at a time instead of its default 16 KiB; a large body is read a few blocks ahead
+on a thread of its own (`read_ahead.py`). Each iteration seeks again, so a
 retried request re-reads from the right position. Progress and optional hashes are fed from the same
 reads: the file is read once.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from tmpup.errors import InputError, IntegrityError, TmpupError
+from tmpup.read_ahead import read_blocks
 
 BLOCK = 1024 * 1024
 IDENTITY_SPAN = 1024 * 1024
@@ -171,29 +173,28 @@ class FileSlice:
             if hasattr(hasher, "reset"):
                 hasher.reset()
         self.sent = 0
-        remaining = self.length
         with self.source.path.open("rb", buffering=0) as fh:
             fh.seek(self.offset)
-            while remaining > 0:
-                data = fh.read(min(self.block, remaining))
-                if not data:
-                    raise IntegrityError(
-                        f"{self.source.display}: the file shrank while it was being uploaded "
-                        f"(expected {self.offset + self.length} bytes)",
-                        hint="upload it again once it is no longer being written",
-                    )
-                check_cancel()
-                if self.source.throttle is not None:
-                    self.source.throttle.consume(len(data))
-                for observer in self.source.observers:
-                    observer.feed(self.offset + self.sent, data)
-                remaining -= len(data)
-                for hasher in self.hashers:
-                    hasher.update(data)
-                self.sent += len(data)
-                if self.progress is not None:
-                    self.progress(len(data))
-                yield data
+            # Read on a thread of its own a few blocks ahead (read_ahead.py): the send never waits for the disk.
+            with contextlib.closing(read_blocks(fh, self.length, self.block)) as blocks:
+                for data in blocks:
+                    check_cancel()
+                    if self.source.throttle is not None:
+                        self.source.throttle.consume(len(data))
+                    for observer in self.source.observers:
+                        observer.feed(self.offset + self.sent, data)
+                    for hasher in self.hashers:
+                        hasher.update(data)
+                    self.sent += len(data)
+                    if self.progress is not None:
+                        self.progress(len(data))
+                    yield data
+        if self.sent < self.length:
+            raise IntegrityError(
+                f"{self.source.display}: the file shrank while it was being uploaded "
+                f"(expected {self.offset + self.length} bytes)",
+                hint="upload it again once it is no longer being written",
+            )
 
 
 class HashLane:
