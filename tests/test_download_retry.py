@@ -380,10 +380,13 @@ class CuttingProxy:
     """A TCP proxy to `upstream` that cuts the first `cuts` answers after `limit` bytes (headers included)
     and records each request's head."""
 
-    def __init__(self, upstream: tuple[str, int], limit: int, cuts: int = 1) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], limit: int, cuts: int = 1, on_cut: Callable[[], None] | None = None
+    ) -> None:
         self.upstream = upstream
         self.limit = limit
         self.cuts = cuts
+        self.on_cut = on_cut  # called after each cut, before the client can send its next request
         self.heads: list[str] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -426,6 +429,8 @@ class CuttingProxy:
                     return
                 if limit is not None and sent + len(data) >= limit:
                     client.sendall(data[: limit - sent])
+                    if self.on_cut is not None:
+                        self.on_cut()
                     return  # closing both ends mid-answer: the cut
                 client.sendall(data)
                 sent += len(data)
@@ -452,6 +457,33 @@ def test_a_download_from_the_emulator_cut_by_the_network_is_continued(
     resumed = re.search(r"^range: bytes=(\d+)-\r$", gets[1], re.IGNORECASE | re.MULTILINE)
     assert resumed is not None and 0 < int(resumed.group(1)) < MIB + 333
     assert re.search(r"^if-range: \"", gets[1], re.IGNORECASE | re.MULTILINE)  # the emulator's ETag
+
+
+def test_a_pyrus_token_that_expires_before_the_rest_is_asked_for_is_renewed(
+    emulator: Any, config_path: Path, tmp_path: Path
+) -> None:
+    """Pyrus tokens expire: the GET that continues a cut download is answered 401, so tmpup
+    authenticates again and asks once more, instead of failing with exit 4 and a .part."""
+    from tests.test_pyrus import pyrus_config, pyrus_download_id
+
+    pyrus_config(emulator, config_path)
+    src = make_file(tmp_path / "src.bin", 2 * MIB + 5)
+    up = run("upload", str(src), "--json", "--progress", "none")
+    assert up.code == 0, up.err
+    numeric = pyrus_download_id(emulator, json.loads(up.out)["id"])
+    host, port = emulator.url.split("//", 1)[1].rstrip("/").split(":")
+    with CuttingProxy((host, int(port)), limit=MIB + 333, on_cut=emulator.mounts["pyrus"].revoke_tokens) as proxy:
+        # The download goes through the proxy (files_url); authentication to the emulator directly.
+        pyrus_config(emulator, config_path, files_url=f"http://127.0.0.1:{proxy.port}/pyrus")
+        out = tmp_path / "copy.bin"
+        done = run("download", numeric, "-o", str(out), "--progress", "none")
+    assert done.code == 0, done.err
+    assert out.read_bytes() == src.read_bytes() and not part_of(out).exists()
+    gets = [head for head in proxy.heads if head.startswith("GET ")]
+    assert len(gets) == 3  # the first (cut), the continuation with the revoked token (401), with the new one
+    tokens = [re.search(r"^authorization: bearer (\S+)\r$", g, re.IGNORECASE | re.MULTILINE) for g in gets]
+    assert all(tokens) and tokens[0].group(1) == tokens[1].group(1) != tokens[2].group(1)  # type: ignore[union-attr]
+    assert re.search(r"^range: bytes=[1-9]\d*-\r$", gets[2], re.IGNORECASE | re.MULTILINE)
 
 
 # -- Ctrl-C / SIGTERM ------------------------------------------------------------------------------------

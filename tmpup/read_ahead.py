@@ -73,6 +73,12 @@ class _Reader:
 
     def stop(self) -> None:
         self._stopping.set()
+        # Make room, so a reader blocked on the full queue is let go at once rather than at its next poll.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         self._thread.join()
 
     def _work(self, fh: BinaryIO, length: int, block: int) -> None:

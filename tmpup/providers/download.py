@@ -17,7 +17,7 @@ translated here; callers see `TmpupError`s only.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +45,13 @@ def open_ranged_download(
     offset: int = 0,
     headers: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
+    reauthorize: Callable[[], dict[str, str]] | None = None,
 ) -> RemoteFile:
-    """GET `url` from `offset`; the result says where the body really starts (a server may ignore Range)."""
+    """GET `url` from `offset`; the result says where the body really starts (a server may ignore Range).
+
+    `reauthorize` is for session tokens (Pyrus): when a request that continues a cut body is answered
+    401, it returns fresh auth headers and the request is sent once more with them.
+    """
     from tmpup.providers.base import RemoteFile
 
     base_headers = dict(headers or {})
@@ -95,7 +100,7 @@ def open_ranged_download(
     else:
         start, total = 0, length
     identity = _Identity.of(response, total)
-    body = _Body(provider, url, base_headers, params, response, start, identity)
+    body = _Body(provider, url, base_headers, params, response, start, identity, reauthorize)
     return RemoteFile(
         name=name, size=total, offset=start, chunks=body.chunks, close=body.close, validator=identity.as_dict()
     )
@@ -157,6 +162,7 @@ class _Body:
         response: requests.Response,
         start: int,
         identity: _Identity,
+        reauthorize: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.provider = provider
         self.url = url
@@ -168,6 +174,7 @@ class _Body:
         # A compressed body (sent despite `Accept-Encoding: identity`): what we count are decoded bytes,
         # which are not the offsets a Range asks for, so it cannot be continued.
         self.encoded = _encoded(response)
+        self.reauthorize = reauthorize
         self.chunks = self._stream()
 
     def close(self) -> None:
@@ -228,6 +235,11 @@ class _Body:
         from tmpup.http import RETRY_STATUSES, retry_after_seconds
 
         response = self._request()
+        if response.status_code == 401 and self.reauthorize is not None:
+            # The token expired while the body was being read (a long download): a new one, once.
+            response.close()
+            self.headers.update(self.reauthorize())
+            response = self._request()
         self.response = response
         status = response.status_code
         if status in RETRY_STATUSES:

@@ -253,8 +253,17 @@ class PyrusProvider(Provider):
         return self._open(files, id, token, offset)
 
     def _open(self, files: str, id: str, token: str, offset: int) -> RemoteFile:
+        def reauthorize() -> dict[str, str]:  # the token expired while a cut download was continued
+            nonlocal token
+            token, _files = self._authenticate(stale=token)
+            return {"Authorization": f"Bearer {token}"}
+
         return open_ranged_download(
-            self, f"{files}/v4/files/download/{id}", offset=offset, headers={"Authorization": f"Bearer {token}"}
+            self,
+            f"{files}/v4/files/download/{id}",
+            offset=offset,
+            headers={"Authorization": f"Bearer {token}"},
+            reauthorize=reauthorize,
         )
 
 
