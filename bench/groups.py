@@ -31,6 +31,8 @@ class Case:
     check: Callable[[int, bool], str | None]
     payload: int = 0
     server_cpu: Callable[[], float] | None = None
+    #: Untimed, before each run (downloads: remove the last output and flush dirty pages to disk).
+    before: Callable[[], None] | None = None
 
 
 @dataclass
@@ -218,15 +220,26 @@ def build_groups(
         groups.append(Group("tus-node", "tus upload to Node @tus/server", [], [], reps, unavailable=node_error))
 
     out_t, out_c = work / "download-tmpup.bin", work / "download-curl.bin"
+
+    def clean(out: Path) -> Callable[[], None]:
+        # Each run starts from the same disk state: no old 1 GiB file to replace (tmpup writes a .part
+        # beside it, curl truncates it) and no dirty pages of the last run being written back meanwhile,
+        # which made download times swing by seconds on the 2-core VM.
+        def before() -> None:
+            out.unlink(missing_ok=True)
+            os.sync()
+
+        return before
+
     groups.append(
         Group(
             "download",
             f"Download to a file, {size // MIB} MiB",
             [
                 Case("tmpup (bar)", lambda: sc.tmpup_download("tmpup (bar)", work, url, big.name, out_t),
-                     download_check(out_t, files, big), size, cpu),
+                     download_check(out_t, files, big), size, cpu, clean(out_t)),
                 Case("curl -o", lambda: sc.curl_download(url, big.name, out_c), download_check(out_c, files, big),
-                     size, cpu),
+                     size, cpu, clean(out_c)),
             ],
             [Comparison("tmpup (bar)", "curl -o", "time", 1.1, "<= 1.1")],
             reps,

@@ -105,6 +105,8 @@ class Harness:
     def run_case(
         self, group: Group, case: Case, sink: SinkProcess, verify: bool
     ) -> tuple[Measurement, float, str | None]:
+        if case.before is not None:
+            case.before()
         before = sink.last_seq()
         command = case.build()
         cpu0 = case.server_cpu() if case.server_cpu else 0.0

@@ -514,3 +514,17 @@ def test_a_fifo_at_the_target_gets_the_bytes(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert got == [DATA]
     assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("stale", [1, 299_999, 2_000_000])
+def test_a_left_over_part_is_cut_when_a_download_starts_over(
+    uploaded: tuple[str, bytes], tmp_path: Path, stale: int
+) -> None:
+    """Starting over (without --continue) writes from byte 0 into the .part as it is: whatever it held
+    past what arrives must go (the truncate is skipped only when there is nothing to cut)."""
+    handle, data = uploaded
+    out = tmp_path / "out.bin"
+    part_of(out).write_bytes(b"\xee" * stale)
+    done = get(handle, out, "--force")
+    assert done.code == 0, done.err
+    assert out.read_bytes() == data and not part_of(out).exists()
