@@ -128,3 +128,18 @@ def test_a_large_upload_reads_ahead_and_arrives_exact(qlik_env: Any, tmp_path: P
     assert blob.size == 24 * MIB
     assert hashlib.sha256(blob.path.read_bytes()).hexdigest() == sha256_file(src)
     wait_for_no_readers()
+
+
+def test_a_body_cut_mid_upload_is_sent_again_and_leaves_no_reader(qlik_env: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The server aborts the connection 3 MiB into a 20 MiB body: requests drops the iteration, the
+    retry reads the file again from its start with a new reader, and the old one is gone."""
+    from tmpup.emulator import Fault
+
+    qlik_env.faults.add(Fault(provider="qlik", method="POST", drop_after=3 * MIB, times=1))
+    src = make_file(tmp_path / "cut.bin", 20 * MIB)
+    up = run("upload", str(src), "--no-resume", "--progress", "none")
+    assert up.code == 0, up.err
+    assert "retrying" in up.err  # the cut happened and was retried
+    (blob,) = qlik_env.store.blobs("qlik")
+    assert hashlib.sha256(blob.path.read_bytes()).hexdigest() == sha256_file(src)
+    wait_for_no_readers()
