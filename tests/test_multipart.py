@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder
 
 from tests.conftest import make_file
 from tmpup.errors import ExitCode, InputError
+from tmpup.hashing import ResettableHash
 from tmpup.protocols.multipart import (
     MultipartBody,
     Part,
@@ -30,7 +31,7 @@ from tmpup.protocols.multipart import (
     header_params,
     quoted,
 )
-from tmpup.sources import BLOCK, ResettableHash, open_source
+from tmpup.sources import BLOCK, open_source
 
 ODD_NAMES = ["plain.txt", "with space.txt", 'quo"te.txt', "back\\slash.txt", "ünïcødé отчёт 日本.csv", "a;b=c.txt"]
 
@@ -201,7 +202,7 @@ def test_hashes_on_their_own_thread_equal_hashlib_through_resets_and_idle_gaps()
     import random
     import time
 
-    from tmpup.sources import HashLane, ResettableHash
+    from tmpup.hashing import HashLane, ResettableHash
 
     rng = random.Random(7)
     blocks = [rng.randbytes(rng.choice([1, 100, 70_000, 1 << 20])) for _ in range(40)]
@@ -219,7 +220,7 @@ def test_hashes_on_their_own_thread_equal_hashlib_through_resets_and_idle_gaps()
 
 
 def test_a_failing_update_is_raised_to_the_caller() -> None:
-    from tmpup.sources import HashLane
+    from tmpup.hashing import HashLane
 
     lane = HashLane()
 

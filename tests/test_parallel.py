@@ -30,7 +30,7 @@ from tests.test_progress import run_in_pty
 from tests.test_pyrus import pyrus_config
 from tmpup.emulator import Fault
 from tmpup.errors import Interrupted
-from tmpup.http import RateLimiter, RateRule
+from tmpup.pacing import RateLimiter, RateRule
 from tmpup.runtime import GlobalOptions, Runtime
 from tmpup.sources import CANCEL, Throttle
 

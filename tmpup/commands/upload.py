@@ -24,6 +24,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
 
+from tmpup.commands.names import check_name
 from tmpup.errors import (
     ExitCode,
     InputError,
@@ -33,12 +34,12 @@ from tmpup.errors import (
     internal_error_message,
     several_failed,
 )
+from tmpup.hashing import ContiguousHash
 from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
 from tmpup.runtime import Runtime
-from tmpup.sources import CANCEL, ContiguousHash, Source, Throttle, check_cancel, open_source
+from tmpup.sources import CANCEL, Source, Throttle, check_cancel, open_source
 
-MAX_NAME_LENGTH = 255
 #: As many as the HTTP session keeps connections alive for (`http.HttpOptions.pool_size`): more
 #: would not be faster, only open and drop connections (and make urllib3 warn on stderr).
 MAX_JOBS = 32
@@ -56,41 +57,6 @@ class UploadRequest:
     resumable: bool | None = None
     checksum: bool = False
     limit_rate: int | None = None
-
-
-def check_name(name: str, *, from_disk: bool = False) -> str:
-    """Refuse names no API stores faithfully and no download could recreate safely.
-
-    A file's own name (`from_disk`) may hold a backslash: on POSIX that is an ordinary character.
-    """
-    if not name or not name.strip():
-        raise InputError("the upload name is empty", hint="pass --name NAME")
-    # CR, LF, NUL break headers and lines; other control characters (ESC, TAB, ...) are no part of a
-    # name an API stores faithfully, and would reach terminals and logs as escape sequences.
-    bad = next((ch for ch in name if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
-    if bad is not None:
-        raise InputError(
-            f"the upload name {name!r} contains a control character ({bad!r})",
-            hint="pass --name NAME" if from_disk else "choose a name without line breaks",
-        )
-    spoof = next((ch for ch in name if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"), None)
-    if spoof is not None:
-        # Bidirectional overrides and isolates make a name display as another ("invoice\u202efdp.exe"
-        # shows as "invoiceexe.pdf"): the trick behind disguised attachments.
-        raise InputError(
-            f"the upload name {name!r} contains a bidirectional control character (U+{ord(spoof):04X})",
-            hint="pass --name NAME without it",
-        )
-    if any("\udc80" <= ch <= "\udcff" for ch in name):
-        # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
-        raise InputError(f"the upload name {name!r} is not valid UTF-8", hint="pass --name NAME")
-    if "/" in name or (not from_disk and "\\" in name):
-        raise InputError(f"the upload name {name!r} contains a path separator", hint="pass a plain file name")
-    if name.strip() in (".", ".."):
-        raise InputError(f"the upload name {name!r} is not a file name", hint="pass --name NAME")
-    if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
-        raise InputError(f"the upload name is longer than {MAX_NAME_LENGTH} bytes", hint="pass a shorter --name")
-    return name
 
 
 def run(rt: Runtime, request: UploadRequest) -> None:

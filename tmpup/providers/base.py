@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     import requests
 
     from tmpup.config import Settings
-    from tmpup.http import RateRule, Retrier
+    from tmpup.http import Retrier
+    from tmpup.pacing import RateRule
     from tmpup.progress import Task
     from tmpup.sources import Source
     from tmpup.state import StateStore
@@ -172,7 +173,7 @@ class Provider(abc.ABC):
 
     @classmethod
     def pacing(cls) -> tuple[RateRule, ...]:
-        from tmpup.http import RateRule
+        from tmpup.pacing import RateRule
 
         rules = cls.rate_rules
         if cls.rate_limit is not None:

@@ -36,10 +36,10 @@ from tmpup.errors import (
     UnexpectedAnswer,
     UsageError,
 )
+from tmpup.hashing import ResettableHash
 from tmpup.protocols.multipart import MultipartBody, Part, header_params
 from tmpup.providers.base import KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
 from tmpup.providers.download import open_ranged_download
-from tmpup.sources import ResettableHash
 from tmpup.units import format_size
 
 if TYPE_CHECKING:

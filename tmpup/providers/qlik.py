@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlparse
 
 from tmpup.errors import ConfigError, InputError, UnexpectedAnswer
-from tmpup.http import RateRule
+from tmpup.pacing import RateRule
 from tmpup.progress import Task
 from tmpup.providers.base import (
     Info,

@@ -1,0 +1,43 @@
+"""Upload names (a file's own, or `--name`): checked before any request, so that no API stores a
+name other than the one shown and no later download could recreate it unsafely."""
+
+from __future__ import annotations
+
+from tmpup.errors import InputError
+
+MAX_NAME_LENGTH = 255
+
+
+def check_name(name: str, *, from_disk: bool = False) -> str:
+    """Refuse names no API stores faithfully and no download could recreate safely.
+
+    A file's own name (`from_disk`) may hold a backslash: on POSIX that is an ordinary character.
+    """
+    if not name or not name.strip():
+        raise InputError("the upload name is empty", hint="pass --name NAME")
+    # CR, LF, NUL break headers and lines; other control characters (ESC, TAB, ...) are no part of a
+    # name an API stores faithfully, and would reach terminals and logs as escape sequences.
+    bad = next((ch for ch in name if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        raise InputError(
+            f"the upload name {name!r} contains a control character ({bad!r})",
+            hint="pass --name NAME" if from_disk else "choose a name without line breaks",
+        )
+    spoof = next((ch for ch in name if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"), None)
+    if spoof is not None:
+        # Bidirectional overrides and isolates make a name display as another ("invoice\u202efdp.exe"
+        # shows as "invoiceexe.pdf"): the trick behind disguised attachments.
+        raise InputError(
+            f"the upload name {name!r} contains a bidirectional control character (U+{ord(spoof):04X})",
+            hint="pass --name NAME without it",
+        )
+    if any("\udc80" <= ch <= "\udcff" for ch in name):
+        # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
+        raise InputError(f"the upload name {name!r} is not valid UTF-8", hint="pass --name NAME")
+    if "/" in name or (not from_disk and "\\" in name):
+        raise InputError(f"the upload name {name!r} contains a path separator", hint="pass a plain file name")
+    if name.strip() in (".", ".."):
+        raise InputError(f"the upload name {name!r} is not a file name", hint="pass --name NAME")
+    if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
+        raise InputError(f"the upload name is longer than {MAX_NAME_LENGTH} bytes", hint="pass a shorter --name")
+    return name
