@@ -174,6 +174,7 @@ def test_expire_fault_expires_the_target_now(emu: Emulator) -> None:
         {"drop_after": -1},
         {"delay": -1.0},
         {"status": 500, "path": "("},
+        {"status": 503, "method": "PATHC"},  # a typo would match nothing, ever
     ],
 )
 def test_invalid_faults_are_refused(kwargs: dict[str, object]) -> None:
@@ -187,3 +188,16 @@ def test_from_dict_checks_names_and_types() -> None:
     for bad in ({"status": "503"}, {"stauts": 503}, {"status": True}, {"expire": 1}, {"times": 1.5, "status": 500}):
         with pytest.raises(ValueError):
             Fault.from_dict(bad)
+
+
+@pytest.mark.parametrize("provider", ["et", "Qlik", "enterprise_tester"])
+def test_a_fault_for_a_provider_that_is_not_mounted_is_refused_over_http(emu: Emulator, provider: str) -> None:
+    """`et` is the README's profile name for enterprise-tester: a fault for it would never fire, and a
+    test relying on it would pass for the wrong reason."""
+    response = requests.post(f"{emu.url}/_emulator/faults", json={"provider": provider, "status": 503})
+    assert response.status_code == 400
+    assert "enterprise-tester" in response.text and "qlik" in response.text  # the mounts it could have meant
+    assert len(emu.faults) == 0
+    good = {"provider": "enterprise-tester", "method": "post", "status": 503}
+    ok = requests.post(f"{emu.url}/_emulator/faults", json=good)
+    assert ok.status_code == 201 and len(emu.faults) == 1

@@ -60,6 +60,7 @@ def test_auth_answers_token_and_urls_pointing_at_the_emulator(emu: Emulator) -> 
         ({"login": LOGIN, "security_key": "wrong"}, 401, "invalid_credentials"),
         ({"login": "someone@else", "security_key": KEY}, 401, "invalid_credentials"),
         ({"login": LOGIN}, 401, "invalid_credentials"),
+        ({"login": LOGIN, "security_key": "a\udcff"}, 401, "invalid_credentials"),  # a lone surrogate: not a 500
         ({"login": LOGIN, "security_key": KEY, "person_id": "x"}, 400, "invalid_request"),
     ],
 )

@@ -68,7 +68,12 @@ class EmulatorApp:
         ctx.faults.check = self._check_fault
 
     def _check_fault(self, fault: Fault) -> None:
-        """Refuse an `expire` fault aimed at a provider whose uploads never expire (it would do nothing)."""
+        """Refuse a fault that could never fire: one for a provider this emulator does not mount (`et`
+        for `enterprise-tester`), or an `expire` fault aimed at a provider whose uploads never expire."""
+        if fault.provider is not None and fault.provider not in self.mounts:
+            raise ValueError(
+                f"no provider {fault.provider!r} is mounted here (the mounts are: {', '.join(sorted(self.mounts))})"
+            )
         mount = self.mounts.get(fault.provider or "")
         if fault.expire and mount is not None and mount.no_expiry is not None:
             raise ValueError(f"an expire fault cannot hit {mount.id}: {mount.no_expiry}")

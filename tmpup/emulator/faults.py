@@ -39,6 +39,9 @@ from dataclasses import asdict, dataclass, field, fields
 #: The `environ` key set on a request a `corrupt` fault hit; mounts read it through `Mount.corrupt`.
 CORRUPT_KEY = "tmpup.emulator.corrupt"
 
+#: The methods a fault can name: those the mounted APIs answer (a typo would match nothing, ever).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 #: What each kind of fault does, as `GET /_emulator/faults` lists it.
 KINDS: dict[str, str] = {
     "delay": "sleep this many seconds (0-3600) before handling the request",
@@ -102,6 +105,8 @@ class Fault:
         object.__setattr__(self, "_pattern", pattern)
         if self.method is not None:
             object.__setattr__(self, "method", self.method.upper())
+            if self.method not in METHODS:
+                raise ValueError(f"method must be one of {', '.join(sorted(METHODS))} (or null for any)")
 
     def matches(self, provider: str, method: str, path: str) -> bool:
         """Whether this fault applies to a request (`path` is the full request path)."""

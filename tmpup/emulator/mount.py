@@ -256,7 +256,9 @@ class Mount:
         """Constant-time comparison of a presented secret with the expected one."""
         if given is None or expected is None:
             return False
-        return hmac.compare_digest(given.encode(), expected.encode())
+        # surrogatepass: a JSON body may carry a lone surrogate ("\udcff"), which is no one's secret but
+        # must be a wrong one (401), not an encoding error (500).
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
     def receive(self, request: Request, blob: Blob, limit: int | None = None) -> int:
         """Append the request body (at most `limit` bytes) to `blob` as it arrives; return the count.
