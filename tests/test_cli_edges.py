@@ -49,15 +49,6 @@ def test_env_as_a_name_without_the_environment_profile_says_what_it_needs(config
     assert "unknown profile 'env'" in result.err and "TMPUP_PROVIDER" in result.err
 
 
-def test_a_file_profile_named_env_keeps_its_name(
-    emulator: Any, config_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_config(config_path, f'[profiles.env]\nprovider = "qlik"\nurl = "{emulator.url}/qlik"\ntoken = "t"\n')
-    monkeypatch.setenv("TMPUP_PROVIDER", "qlik")
-    settings = load_settings(profile="env")
-    assert settings.profile == "env" and settings.origins["token"] == "profile"
-
-
 def test_a_secret_from_a_variable_named_by_tmpup_key_env(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> None:
     monkeypatch.setenv("TMPUP_PROVIDER", "qlik")
     monkeypatch.setenv("TMPUP_URL", "https://acme.eu.qlikcloud.com")

@@ -8,7 +8,12 @@ line or error message can show them.
 
 Which profile: `-p NAME` > `TMPUP_PROFILE` > the file-less environment profile when `TMPUP_PROVIDER`
 is set > the file's `default_profile` > the only profile of the file. The environment profile is named
-`env` (`-p env` picks it, unless the file has a profile of that name).
+`env` (`-p env` picks it; a file may not have a profile of that name).
+
+Every value given is checked, whether or not it is the one used: a bad `TMPUP_TIMEOUT` is an error
+even beside `--timeout`, as a bad `ttl` in the profile is beside `TMPUP_TTL`. What a value points to
+outside tmpup (the file of a `ca_bundle`, the variable of a `KEY_env`, the file of a `KEY_file`) is
+looked at only when that value is used.
 
 Reading the file is `tmpup.config_file`'s job; checking and converting one value (and `Secret`) is
 `tmpup.config_values`'.
@@ -23,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tmpup.config_file import ENV_PROFILE_NAME as ENV_PROFILE_NAME
 from tmpup.config_file import ConfigFile, load_config_file
-from tmpup.config_values import Secret, coerce, read_secret_file, secret_value
+from tmpup.config_values import Secret, check_text, coerce, read_secret_file, secret_value
 from tmpup.errors import ConfigError
 from tmpup.providers.base import COMMON_KEYS, KeySpec
 
 ENV_PREFIX = "TMPUP_"
-ENV_PROFILE_NAME = "env"
 
 
 @dataclass(frozen=True)
@@ -83,23 +88,34 @@ def known_provider_ids() -> list[str]:
 def select_profile(cfg: ConfigFile, option: str | None, env: Mapping[str, str]) -> str | None:
     """The profile name to use, or None for the file-less environment profile.
 
-    That profile is listed (and recorded in results) as `env`, so the name picks it too, unless the
-    file has a profile of that name."""
+    That profile is listed (and recorded in results) as `env`, so the name picks it too (a file may
+    not have a profile of that name: `load_config_file` refuses it)."""
     chosen = option or env.get("TMPUP_PROFILE")
     if chosen:
-        if chosen == ENV_PROFILE_NAME and env.get("TMPUP_PROVIDER") and chosen not in cfg.profiles:
+        if chosen == ENV_PROFILE_NAME and env.get("TMPUP_PROVIDER"):
             return None
         return chosen
     if env.get("TMPUP_PROVIDER"):
         return None
     default = cfg.data.get("default_profile")
     if isinstance(default, str) and default:
+        if default not in cfg.profiles:
+            line = cfg.top_line("default_profile")
+            hint = f"known profiles: {', '.join(cfg.profiles) or 'none'}; fix default_profile or pass -p NAME"
+            if default == ENV_PROFILE_NAME:
+                hint += f"; the environment profile {default!r} needs TMPUP_PROVIDER (and TMPUP_URL, credentials)"
+            raise ConfigError(
+                f"{cfg.path}" + (f":{line}" if line else "") + f": default_profile names the profile {default!r}, "
+                "which this file does not have",
+                hint=hint,
+            )
         return default
     if len(cfg.profiles) == 1:
         return next(iter(cfg.profiles))
     if not cfg.profiles:
+        what = f"{cfg.path} has no [profiles.NAME] table" if cfg.exists else f"no {cfg.path}"
         raise ConfigError(
-            f"no profile configured (no {cfg.path}, no TMPUP_PROVIDER)",
+            f"no profile configured ({what}, no TMPUP_PROVIDER)",
             hint="write a [profiles.NAME] table there, or set TMPUP_PROVIDER and TMPUP_URL; see README",
         )
     raise ConfigError(
@@ -201,10 +217,32 @@ def load_settings(
                 )
             continue
         values[key] = coerce(raw, spec, origin_text)
+        _check_overridden(spec, origin, env_values, profile_values, key_where)
         origins[key] = origin
         sources[key] = origin_text
     _check_alternatives(provider, values, where, origins, sources)
     return Settings(display, provider, values, origins, cfg.path if cfg.exists else None, sources)
+
+
+def _check_overridden(
+    spec: KeySpec,
+    origin: str,
+    env_values: Mapping[str, Any],
+    profile_values: Mapping[str, Any],
+    key_where: Callable[[str], str],
+) -> None:
+    """Check the values that ORIGIN's value overrides, as if they were used: a bad `TMPUP_TIMEOUT` is an
+    error beside `--timeout` too, as a bad `TMPUP_TTL` is beside `--ttl` (which the upload command
+    applies after the settings are built). What a path names is looked at only when it is used."""
+    if spec.kind == "path":
+        return
+    below = {"option": ("environment", "profile"), "environment": ("profile",)}.get(origin, ())
+    for source in below:
+        values = env_values if source == "environment" else profile_values
+        raw = values.get(spec.name)
+        if raw is not None:
+            where = f"{ENV_PREFIX}{spec.name.upper()}" if source == "environment" else key_where(spec.name)
+            coerce(raw, spec, where)
 
 
 def _provider_hint() -> str:
@@ -298,8 +336,7 @@ def _warn_if_exposed(cfg: ConfigFile, warn: Callable[[str], None]) -> None:
         provider = table.get("provider")
         if not isinstance(provider, str) or provider not in known_provider_ids():
             continue
-        secret_keys = {spec.name for spec in provider_keys(provider) if spec.secret}
-        if secret_keys & set(table):
+        if any(_holds_literal_secret(spec, table.get(spec.name)) for spec in provider_keys(provider)):
             exposed.append(name)
     if not exposed:
         return
@@ -310,6 +347,18 @@ def _warn_if_exposed(cfg: ConfigFile, warn: Callable[[str], None]) -> None:
             f"{cfg.path} holds a literal secret (profile {which}) and is readable by others "
             f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {cfg.path}"
         )
+
+
+def _holds_literal_secret(spec: KeySpec, value: Any) -> bool:
+    """Whether a profile's own KEY holds a credential: a secret key's literal value, or a header of a
+    table (tus `headers`) whose name says it carries one (those `profiles show` masks)."""
+    if value is None:
+        return False
+    if spec.secret:
+        return True
+    from tmpup.headers import is_secret_name
+
+    return spec.kind == "table" and isinstance(value, Mapping) and any(is_secret_name(str(k)) for k in value)
 
 
 def _env_values(specs: Mapping[str, KeySpec], env: Mapping[str, str]) -> dict[str, Any]:
@@ -330,7 +379,8 @@ def _env_values(specs: Mapping[str, KeySpec], env: Mapping[str, str]) -> dict[st
                     )
                 values[key] = secret_value(env[var], f"the environment variable {var} ({env_name}_ENV)")
         elif env.get(env_name):
-            values[key] = env[env_name]
+            # Not UTF-8 is refused (naming the variable), except in a path: a file name may be any bytes.
+            values[key] = env[env_name] if spec.kind == "path" else check_text(env[env_name], env_name)
     return values
 
 

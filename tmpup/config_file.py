@@ -22,6 +22,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 _TOP_LEVEL_KEYS = {"default_profile", "profiles"}
+#: The name of the file-less profile that `TMPUP_PROVIDER` and friends define; no file profile may take it.
+ENV_PROFILE_NAME = "env"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,17 @@ class ConfigFile:
                 return i + 1
         return start + 1
 
+    def top_line(self, key: str) -> int | None:
+        """The line of a top-level KEY (`default_profile = ...`, or a `[KEY...]` table), for error messages."""
+        pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
+        in_table = False
+        for i, row in enumerate(self.text.splitlines()):
+            match = pattern.match(row)
+            if match and (match.group(1) or not in_table):
+                return i + 1
+            in_table = in_table or row.lstrip().startswith("[")
+        return None
+
 
 def default_config_path(env: Mapping[str, str]) -> Path:
     explicit = env.get("TMPUP_CONFIG")
@@ -78,11 +91,11 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {where} is not valid TOML: {exc}") from None
+    cfg = ConfigFile(where, True, data, text)
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         key = unknown[0]
-        pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
-        line = next((i + 1 for i, row in enumerate(text.splitlines()) if pattern.match(row)), None)
+        line = cfg.top_line(key)
         raise ConfigError(
             f"{where}" + (f":{line}" if line else "") + f": unknown top-level key {key!r}",
             hint="only 'default_profile' and [profiles.NAME] tables belong at the top",
@@ -92,8 +105,20 @@ def load_config_file(path: Path | None, env: Mapping[str, str], *, explicit: boo
         raise ConfigError(f"{where}: 'profiles' must hold tables, e.g. [profiles.work]")
     default = data.get("default_profile")
     if default is not None and (not isinstance(default, str) or not default):
-        raise ConfigError(f"{where}: default_profile must be a profile name (a non-empty string)")
-    return ConfigFile(where, True, data, text)
+        line = cfg.top_line("default_profile")
+        raise ConfigError(
+            f"{where}" + (f":{line}" if line else "") + ": default_profile must be a profile name (a non-empty string)"
+        )
+    if ENV_PROFILE_NAME in profiles:
+        # `-p env` picks the environment profile, and `profiles list` shows it as `env`: a file's profile
+        # of that name could not be told apart from it.
+        line = cfg.line_of(ENV_PROFILE_NAME)
+        raise ConfigError(
+            f"{where}" + (f":{line}" if line else "") + f" profile {ENV_PROFILE_NAME!r}: the name "
+            f"{ENV_PROFILE_NAME!r} belongs to the environment profile (TMPUP_PROVIDER, TMPUP_URL, ...)",
+            hint="rename the profile, e.g. [profiles.staging]",
+        )
+    return cfg
 
 
 #: Bounds on what tmpup reads as configuration: a config path pointing at /dev/zero or a huge file

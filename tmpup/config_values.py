@@ -5,10 +5,11 @@ checks and conversions of each key kind (url, int, size, duration, bool, table, 
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from tmpup.config_file import MAX_SECRET_BYTES, read_text
 from tmpup.errors import ConfigError
@@ -39,8 +40,20 @@ class Secret:
         return hash(self._value)
 
 
+def check_text(value: str, where: str) -> str:
+    """VALUE, refused (without echoing it) when it is not text: bytes of the environment that are not
+    UTF-8 reach Python as lone surrogates (U+DC80-U+DCFF), which no request can carry."""
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ConfigError(
+            f"{where} is not UTF-8 text",
+            hint="set it again from a UTF-8 source (tmpup reads environment variables as UTF-8)",
+        )
+    return value
+
+
 def secret_value(value: str, where: str) -> Secret:
     """A credential as given; refuse what no HTTP header could carry, without echoing it."""
+    check_text(value, where)
     if not value:
         raise ConfigError(f"{where} is empty")
     bad = next((ch for ch in value if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
@@ -98,7 +111,7 @@ def _toml_kind(raw: Any) -> str:
 
 def _convert(raw: Any, spec: KeySpec) -> Any:
     if spec.kind == "url":
-        return _check_url(raw)
+        return _check_url(raw, spec)
     if spec.kind == "int":
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError("expected a whole number")
@@ -144,14 +157,64 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
     return str(raw)
 
 
-def _check_url(raw: Any) -> str:
+def _check_url(raw: Any, spec: KeySpec) -> str:
+    """An http(s) URL that `requests` can send to as tmpup will use it, refused here (exit 3, naming
+    the key) rather than at the first request. A `?query` only where the key is a full endpoint
+    (`spec.query`); a `#fragment` nowhere: no server ever sees it, and a path appended to it would
+    vanish into it. The query is never echoed (it may hold a signature or a token)."""
     if not isinstance(raw, str):
         raise ValueError("expected a URL string")
     url = raw.strip()
-    parsed = urlparse(url)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("the URL contains a control character (a tab or line break?)")
+    try:
+        parsed = urlsplit(url)
+    except ValueError as exc:  # a bad [IPv6] literal
+        raise ValueError(f"not a valid URL ({exc})") from None
     if "@" in parsed.netloc or (not parsed.netloc and "@" in url):
         # Checked first, and the URL not echoed: what precedes the '@' is likely a password.
         raise ValueError("credentials do not belong in the URL; use the profile's secret keys")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"{url!r} is not an http(s) URL")
+        raise ValueError(f"{url.partition('?')[0]!r} is not an http(s) URL")
+    _check_host(parsed.netloc, parsed.hostname)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = 0
+    if port == 0:  # `requests` silently drops a port 0 and connects to 80/443
+        _, _, text = parsed.netloc.rpartition("]")
+        raise ValueError(f"the port {text.partition(':')[2]!r} is not a number in 1-65535")
+    if "#" in url:
+        raise ValueError("a URL cannot carry a #fragment (it is never sent to the server); remove it")
+    if "?" in url and not spec.query:
+        raise ValueError("a ?query cannot be part of a base URL: tmpup appends the API path to it; remove the '?...'")
     return url
+
+
+#: What an ASCII host name may hold (`_`: service names on internal networks).
+_HOST_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
+
+
+def _check_host(netloc: str, hostname: str | None) -> None:
+    if netloc.startswith("["):
+        return  # an IPv6 literal: `urlsplit` has checked it
+    host = netloc.partition(":")[0]
+    if not host or not hostname:
+        raise ValueError("the URL has no host")
+    for label in host.rstrip(".").split("."):  # a trailing dot (an absolute name) is fine
+        if not label:
+            raise ValueError(f"the host {host!r} has an empty label (two dots, or a leading dot)")
+        if label.isascii():
+            bad = next((ch for ch in label if ch not in _HOST_CHARS), None)
+            if bad is not None:
+                raise ValueError(f"the host {host!r} contains {bad!r}, which a host name cannot hold")
+    if not host.isascii():
+        import idna  # what `requests` and urllib3 encode a non-ASCII host with (both depend on it)
+
+        try:
+            for label in host.rstrip(".").split("."):
+                if not label.isascii():
+                    idna.encode(label.lower(), strict=True, std3_rules=True)
+            idna.encode(host, uts46=True)
+        except (idna.IDNAError, UnicodeError, ValueError):
+            raise ValueError(f"the host {host!r} is not a valid (internationalized) domain name") from None

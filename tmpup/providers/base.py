@@ -57,6 +57,9 @@ class KeySpec:
     positive: bool = False  # a number that must be above zero (a timeout of 0 would mean "fail at once")
     whole: bool = False  # a duration in whole seconds (an API that takes an integer TTL)
     maximum: float | None = None  # the largest sensible number (100 retries: beyond, a typo or a loop)
+    #: A url key that may keep a `?query`: a full endpoint used as given (tus creation URL, Pyrus
+    #: auth_url). Other url keys are bases tmpup appends API paths to, so a query is refused there.
+    query: bool = False
 
 
 #: Keys every profile accepts, whatever its provider.

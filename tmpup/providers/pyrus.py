@@ -72,7 +72,7 @@ class PyrusProvider(Provider):
         KeySpec("login", required=True, help="the user's or bot's login (e-mail)"),
         KeySpec("security_key", secret=True, required=True, help="the security key of that login"),
         KeySpec("person_id", "int", help="employee id, when several accounts share one login"),
-        KeySpec("auth_url", "url", help=f"the full auth endpoint, instead of {{url}}{AUTH_PATH}"),
+        KeySpec("auth_url", "url", query=True, help=f"the full auth endpoint, instead of {{url}}{AUTH_PATH}"),
         KeySpec("files_url", "url", help="file service base (default: files_url from the auth answer)"),
         KeySpec("max_size", "size", default=MAX_SIZE, help="refuse larger files before sending (default 250 MiB)"),
     )

@@ -50,7 +50,7 @@ class TusProvider(Provider):
     description: ClassVar[str] = "any tus 1.0.0 server (resumable uploads; download, info, delete where offered)"
     resumable: ClassVar[bool] = True
     keys: ClassVar[tuple[KeySpec, ...]] = (
-        KeySpec("url", "url", required=True, help="the tus creation endpoint, e.g. https://host/files/"),
+        KeySpec("url", "url", required=True, query=True, help="the tus creation endpoint, e.g. https://host/files/"),
         KeySpec("token", secret=True, help="optional Bearer token"),
         KeySpec("headers", "table", help="extra headers sent with every request, e.g. { X-Tenant = 'acme' }"),
         KeySpec("chunk_size", "size", positive=True, help="PATCH size (default: the whole remainder in one request)"),
