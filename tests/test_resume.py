@@ -415,7 +415,8 @@ def test_no_resume_neither_uses_nor_keeps_a_record(
     fresh = run("upload", str(src), "--no-resume", "--json", "--progress", "none")
     assert fresh.code == 0, fresh.err
     assert json.loads(fresh.out)["url"] != row["upload_url"]
-    assert [r["upload_url"] for r in records(state_dir)] == [row["upload_url"]]  # untouched
+    # The upload it replaced is not offered again (audit finding 8): tests/test_resume_audit.py
+    assert records(state_dir) == []
 
 
 def test_stdin_uploads_keep_no_record(tus_profile: str, emulator: Emulator, state_dir: Path) -> None:

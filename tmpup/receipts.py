@@ -177,6 +177,8 @@ class Receipts:
                     info = os.fstat(fd)
                     if not stat.S_ISREG(info.st_mode):  # a fifo would swallow the line unseen
                         raise OSError(errno.EINVAL, f"{self.path.name} is not a regular file")
+                    if stat.S_IMODE(info.st_mode) & 0o077:
+                        self._make_private(fd, stat.S_IMODE(info.st_mode))
                     end = info.st_size
                     # A line torn by a crash (or a full disk) has no newline: this receipt must not
                     # be glued onto it, where no reader would find it. Its last byte says so.
@@ -188,6 +190,21 @@ class Receipts:
                     os.close(fd)
                 if size > self.max_bytes:
                     self._compact(dt.datetime.now(dt.timezone.utc))
+
+    def _make_private(self, fd: int, mode: int) -> None:
+        """Set an existing receipts.jsonl readable by group or others back to 0600 (DESIGN.md section
+        5): receipts hold Thulium tokens and KF5 content URLs. One that cannot be (another user's
+        file) takes no receipt: `StateError`, which the upload reports as a warning."""
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"{self.path} is readable by others (mode {mode:04o}) and cannot be made private: "
+                f"{exc.strerror or exc}; the receipt was not written",
+                hint=f"chmod 600 {self.path}, or set TMPUP_STATE_DIR to a folder of your own",
+            ) from None
+        if self.notify is not None:
+            self.notify(f"{self.path} was readable by others (mode {mode:04o}); set it back to 0600")
 
     def compact(self, now: dt.datetime | None = None) -> None:
         """Rewrite receipts.jsonl without receipts long expired, then without the oldest, to half the limit."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from tmpup.errors import (
     TmpupError,
     several_failed,
 )
+from tmpup.output import printable
 from tmpup.runtime import Runtime
-from tmpup.state import ResumeRecord
+from tmpup.state import DamagedEntry, ResumeRecord
 from tmpup.units import format_size
 
 
@@ -74,30 +76,49 @@ def _row(rt: Runtime, record: ResumeRecord, now: dt.datetime) -> dict[str, Any]:
 
 
 def list_records(rt: Runtime) -> list[dict[str, Any]]:
+    """The records, as a table or (`--json`) one object per readable record. A damaged record is a
+    row of the table (STATE `damaged`) and, in both forms, a warning: its fields are not known, and a
+    JSON object of nulls where scripts expect numbers would only break them."""
     now = rt.clock()
     rows = [_row(rt, r, now) for r in rt.state.records()]
-    damaged = rt.state.damaged()
+    damaged = rt.state.damaged_entries()
     if damaged:
+        listed = "" if rt.output.json_mode else " (listed as damaged)"
         rt.messages.warn(
-            f"{len(damaged)} record(s) in {rt.state.uploads_dir} cannot be read and were skipped "
+            f"{len(damaged)} record(s) in {rt.state.uploads_dir} cannot be read{listed} and resume nothing "
             "('tmpup resume --clean' removes them)"
         )
     if rt.output.json_mode:
         for row in rows:
             rt.output.json(row)
         return rows
-    if not rows:
+    if not rows and not damaged:
         rt.messages.note("no interrupted uploads")
         return rows
     table = [("FILE", "PROFILE", "PROVIDER", "SENT", "EXPIRES", "STATE")]
     for row in rows:
         expires = (row["expires_at"] or "-")[:19].replace("T", " ")
-        table.append((str(row["file"]), row["profile"], row["provider"], sent(row), expires, row["state"]))
+        file = _shown(str(row["file"]))
+        profile, provider = printable(row["profile"]), printable(row["provider"])
+        table.append((file, profile, provider, sent(row), expires, row["state"]))
+    for entry in damaged:
+        if entry.path is None:  # what it says of its profile may be as damaged as the rest
+            file, profile, provider = f"{entry.key}.json", "-", "-"
+        else:
+            file, profile, provider = _shown(entry.path), printable(str(entry.profile)), printable(str(entry.provider))
+        table.append((file, profile, provider, "-", "-", "damaged"))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         rt.output.line("  ".join([*cells, line[-1]]))
     return rows
+
+
+def _shown(path: str) -> str:
+    """A path in the table: a byte that is not UTF-8 as `\\xNN` (as `Output.line` shows it), and
+    control characters (an escape sequence, a newline that would split the row) as `?`, as every
+    message shows them (`printable`)."""
+    return printable(path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 def clean(rt: Runtime) -> int:
@@ -129,74 +150,159 @@ def clean(rt: Runtime) -> int:
     return len(removed)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One upload `resume` continues: a record, or a damaged record that still names its file and
+    profile (`DamagedEntry`), whose file then starts a new upload (the Transfer warns why)."""
+
+    key: str
+    path: str
+    profile: str
+    provider: str
+    name: str | None
+    extra: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: ResumeRecord | DamagedEntry) -> _Job:
+        if isinstance(item, ResumeRecord):
+            return cls(item.key, item.file["path"], item.profile, item.provider, item.name, item.extra or {})
+        assert item.path is not None and item.profile is not None and item.provider is not None
+        return cls(item.key, item.path, item.profile, item.provider, item.name, {})
+
+
 def resume(rt: Runtime, target: str | None, *, limit_rate: int | None = None) -> None:
     """Continue one upload (by file path, upload id or URL) or, with target None, all of them;
     `limit_rate` caps each one's speed as `upload --limit-rate` does."""
     records = rt.state.records()
+    entries = rt.state.damaged_entries()
+    # A damaged record whose file and profile are known is that file's upload, to start again.
+    known = [e for e in entries if e.path is not None]
     if target is not None:
         records = [r for r in records if _matches(r, target)]
-        if not records:
+        known = [] if records else _damaged_matches(entries, target)
+        if not records and not known:
             raise NotFoundError(f"no interrupted upload matches {target!r}", hint="see them with 'tmpup resume --list'")
-    if not records:
+    elif len(known) < len(entries):
+        rt.messages.warn(
+            f"{len(entries) - len(known)} record(s) in {rt.state.uploads_dir} cannot be read and were skipped "
+            "('tmpup resume --clean' removes them)"
+        )
+    jobs = [_Job.of(r) for r in records] + [_Job.of(e) for e in known]
+    if not jobs:
         # Exit 5 ("no resume record", DESIGN.md section 4), --all included; a nightly job that runs
         # `tmpup resume --all` treats 5 as "nothing left to do".
         raise NotFoundError("there is no interrupted upload to resume", hint="tmpup resume --list shows them")
     errors: list[TmpupError] = []
-    for record in records:
+    for index, job in enumerate(jobs):
         try:
-            _resume_one(rt, record, limit_rate)
+            _resume_one(rt, job, limit_rate)
         except TmpupError as exc:
-            if len(records) == 1 or exc.exit_code == ExitCode.INTERRUPTED:
+            if exc.exit_code == ExitCode.INTERRUPTED and len(jobs) > 1:
+                _name_what_is_left(rt, exc, jobs[index:], errors)
+            if len(jobs) == 1 or exc.exit_code == ExitCode.INTERRUPTED:
                 raise
-            rt.messages.error(f"{record.file.get('path')}: {exc}")
+            text = str(exc)
+            # Most errors name their file already ("/x/a.bin: no such file"): say it once.
+            rt.messages.error(text if job.path in text else f"{job.path}: {text}")
             errors.append(exc)
     if errors:
-        raise several_failed(errors, len(records), "interrupted uploads")
+        raise several_failed(errors, len(jobs), "interrupted uploads")
 
 
-def _resume_one(rt: Runtime, record: ResumeRecord, limit_rate: int | None = None) -> None:
+def _name_what_is_left(rt: Runtime, exc: TmpupError, left: list[_Job], earlier: list[TmpupError]) -> None:
+    """`resume --all` was interrupted at `left[0]`: make the hint name what continues every upload
+    still waiting, as an interrupted `upload -j` does: the one running, those not reached (their
+    records still on disk), and earlier ones kept after a transient failure."""
+    from tmpup.protocols.tus import resume_command
+
+    current, *unreached = left
+    kept = [e.resume_command for e in earlier if e.resume_command]
+    if exc.resume_command:
+        kept.append(exc.resume_command)
+    elif rt.state.record_path(current.key).exists():
+        kept.append(resume_command(current.path, current.key))
+    kept += [resume_command(j.path, j.key) for j in unreached if rt.state.record_path(j.key).exists()]
+    if len(kept) > 1:
+        exc.resume_command = "tmpup resume --all"
+        exc.hint = (
+            f"{len(kept)} uploads were kept; continue them with: tmpup resume --all (tmpup resume --list shows them)"
+        )
+    elif kept:
+        exc.resume_command = kept[0]
+        exc.hint = f"the upload was kept; continue it with: {kept[0]}"
+    else:
+        exc.hint = "nothing is left to resume"
+
+
+def _resume_one(rt: Runtime, job: _Job, limit_rate: int | None = None) -> None:
     from tmpup.commands.upload import UploadRequest
     from tmpup.commands.upload import run as upload
 
-    path = str(record.file.get("path"))
+    path = job.path
     if not Path(path).is_file():
         raise InputError(
             f"{path}: no such file; its interrupted upload cannot continue",
             hint="'tmpup resume --clean' removes records that can no longer resume",
         )
-    extra = record.extra or {}
+    extra = job.extra
     ttl, chunk = extra.get("ttl"), extra.get("chunk_size")
     request = UploadRequest(
         files=[path],
-        name=record.name,
-        ttl=int(ttl) if isinstance(ttl, (int, float)) else None,
-        chunk_size=int(chunk) if isinstance(chunk, int) and chunk > 0 else None,
+        name=job.name,
+        ttl=ttl if isinstance(ttl, int) else None,
+        chunk_size=chunk if isinstance(chunk, int) and chunk > 0 else None,
         resumable=True,
+        # An upload started with --checksum reports the sha256 of the whole file when it completes.
+        checksum=extra.get("checksum") is True,
         limit_rate=limit_rate,
     )
-    on = rt.with_profile(record.profile)
+    on = rt.with_profile(job.profile)
     settings = on.settings
-    if (settings.profile, settings.provider) != (record.profile, record.provider):
+    if (settings.profile, settings.provider) != (job.profile, job.provider):
         # The profile it was made with is not what the same name (or, for "env", the environment)
         # gives now: continuing would send the file to another service, and leave this record behind.
-        if record.profile == ENV_PROFILE_NAME:
-            hint = f"set TMPUP_PROVIDER={record.provider} (and its TMPUP_URL, credentials) again, then resume"
+        if job.profile == ENV_PROFILE_NAME:
+            hint = f"set TMPUP_PROVIDER={job.provider} (and its TMPUP_URL, credentials) again, then resume"
         else:
-            hint = f"restore profile {record.profile!r} (provider {record.provider}), or 'tmpup resume --clean'"
+            hint = f"restore profile {job.profile!r} (provider {job.provider}), or 'tmpup resume --clean'"
         raise ConfigError(
-            f"{path}: its interrupted upload was made with profile {record.profile!r} (provider "
-            f"{record.provider}), but that now means profile {settings.profile!r} (provider {settings.provider})",
+            f"{path}: its interrupted upload was made with profile {job.profile!r} (provider "
+            f"{job.provider}), but that now means profile {settings.profile!r} (provider {settings.provider})",
             hint=hint,
         )
     upload(on, request)
 
 
-def _matches(record: ResumeRecord, target: str) -> bool:
-    url = record.upload_url.rstrip("/")
-    if target in (record.key, record.upload_url, url) or url.rsplit("/", 1)[-1] == target:
-        return True
+def _damaged_matches(entries: list[DamagedEntry], target: str) -> list[DamagedEntry]:
+    """The damaged records `target` names, each with its file known: by key, upload URL or id, or
+    a path whose hash (with the record's profile and provider) is its key, whatever its `file` says."""
+    found = []
+    resolved = _resolved(target)
+    for entry in entries:
+        if resolved is not None and entry.path is None:
+            entry = entry.for_path(resolved) or entry
+        if entry.path is not None and _matches(entry, target):
+            found.append(entry)
+    return found
+
+
+def _resolved(target: str) -> str | None:
     try:
-        resolved = str(Path(target).resolve())
-    except OSError:
-        return False
-    return resolved == record.file.get("path")
+        return str(Path(target).resolve())
+    except (OSError, ValueError):  # a loop of links; a NUL byte
+        return None
+
+
+def _matches(record: ResumeRecord | DamagedEntry, target: str) -> bool:
+    if isinstance(record, ResumeRecord):
+        upload_url: str | None = record.upload_url
+        path: str | None = record.file["path"]
+    else:
+        upload_url, path = record.upload_url, record.path
+    if target == record.key:
+        return True
+    if upload_url:
+        url = upload_url.rstrip("/")
+        if target in (upload_url, url) or url.rsplit("/", 1)[-1] == target:
+            return True
+    return path is not None and _resolved(target) == path

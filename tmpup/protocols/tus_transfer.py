@@ -50,7 +50,7 @@ from tmpup.protocols.tus import (
     resume_command,
 )
 from tmpup.sources import check_cancel, pause
-from tmpup.state import ResumeRecord, record_key
+from tmpup.state import DamagedRecord, ResumeRecord, record_key
 from tmpup.units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ class Transfer:
         self.record_saved = False
         self.saved_at = 0.0
         self.restarts = 0
+        self.checksum = options.checksum  # kept in the record: `tmpup resume` reports the sha256 as asked
         self.chunk = options.chunk_size  # None: the whole remainder in one PATCH; halved on a proxy's 413
         self.last_length = 0
         # A request of ours may still hold the server's lock: one was cut, or an earlier run was stopped.
@@ -158,7 +159,12 @@ class Transfer:
         return self.outcome()
 
     def begin(self) -> None:
-        record = self.state.load_record(self.key)
+        try:
+            record = self.state.read_record(self.key)
+        except DamagedRecord:
+            # Nothing in it can be trusted, the upload URL included: it is replaced, never continued.
+            self.provider.env.warn(f"{self.source.display}: its resume record is damaged; starting a new upload")
+            record = None
         if record is not None:
             why = self.stale(record)
             if why is None:
@@ -167,6 +173,8 @@ class Transfer:
                 self.created_at = dt.datetime.fromisoformat(record.created_at)
                 self.expires_at = dt.datetime.fromisoformat(record.expires_at) if record.expires_at else None
                 self.ttl = _record_ttl(record)
+                # --checksum is the upload's, not the run's: a continuation reports the sha256 too.
+                self.checksum = self.checksum or (record.extra or {}).get("checksum") is True
                 self.in_doubt = not record.offset_exact
                 self.resumed = self.announce = self.need_sync = self.record_saved = self.dangling = True
                 return
@@ -214,7 +222,12 @@ class Transfer:
             created_at=self.created_at.isoformat(),
             expires_at=self.expires_at.isoformat() if self.expires_at else None,
             offset=self.offset,
-            extra={"create_url": _recorded_url(self.create_url), "ttl": self.ttl, "chunk_size": self.chunk},
+            extra={
+                "create_url": _recorded_url(self.create_url),
+                "ttl": self.ttl,
+                "chunk_size": self.chunk,
+                "checksum": self.checksum,
+            },
             offset_exact=exact,
         )
         self.state.save_record(record)
@@ -280,9 +293,16 @@ class Transfer:
     def restart(self, why: str) -> None:
         self.restarts += 1
         if self.restarts > MAX_RESTARTS:
+            if self.new_ttl is not None:  # Qlik: the TTL asked for is the upload's lifetime
+                hint = "the upload expires before it can finish: use a longer --ttl or a faster link"
+            else:  # a tus server decides itself how long an upload lives; --ttl is ignored there
+                hint = (
+                    "the server drops the upload before it can finish (it decides itself when uploads "
+                    "expire): use a faster link, or ask the server's operator for a longer expiry"
+                )
             raise GoneError(
                 f"{self.provider.id}: {self.source.display}: {why}, after {self.restarts - 1} new uploads already",
-                hint="the upload expires before it can finish: use a longer --ttl or a faster link",
+                hint=hint,
                 provider=self.provider.id,
             )
         self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
