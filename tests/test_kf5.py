@@ -198,11 +198,13 @@ def test_info_download_delete_accept_the_token_from_a_receipt(profile: str, emul
     assert again.code == 5 and f"attachment {attachment_id} was not found" in again.err
 
 
-def test_an_unknown_handle_that_is_not_an_id_is_a_usage_error(profile: str) -> None:
+def test_an_unknown_handle_that_is_not_an_id_is_not_found(profile: str) -> None:
+    """A token with no receipt here is "not found" (exit 5), as Thulium's and Pyrus's are."""
     for command in ("info", "download", "delete"):
         result = run(command, "00154af5872418a7792dda0edb32921")
-        assert result.code == 2, (command, result.err)
-        assert "not a numeric attachment id" in result.err
+        assert result.code == 5, (command, result.err)
+        assert "no receipt of '00154af5872418a7792dda0edb32921' here" in result.err
+        assert "numeric attachment id" in result.err
 
 
 @pytest.mark.parametrize("command", ["info", "download", "delete"])

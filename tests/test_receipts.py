@@ -198,7 +198,8 @@ def test_a_naive_date_is_read_as_utc(emulator: Any, config_path: Path, state_dir
     line = {"token": "N1", "provider": "thulium", "expires_at": "2020-01-01T00:00:00"}
     (state_dir / "receipts.jsonl").write_text(json.dumps(line) + "\n")
     info = run("info", "N1", "--json")
-    assert info.code == 0, info.err
+    assert info.code == 6, info.err  # the fields are printed, and the exit code says the token is gone
+    assert "expired at 2020-01-01 00:00:00 UTC" in info.err
     shown = json.loads(info.out)
     assert shown["expires_at"] == "2020-01-01T00:00:00+00:00" and shown["expired"] is True
 

@@ -123,15 +123,22 @@ def test_info_of_an_unknown_token_is_not_found(profile: str) -> None:
     assert "no receipt of '180174033853be57b76ed6a'" in result.err and "no info endpoint" in result.err
 
 
-def test_info_says_expired_after_24_hours(profile: str, emulator: Any, tmp_path: Path) -> None:
-    """`info` compares the receipt's expiry with the run's clock (injected here, 24 h later)."""
+def test_info_says_expired_after_24_hours(
+    profile: str, emulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`info` compares the receipt's expiry with the run's clock (injected here, 24 h later): it prints
+    the fields (`expired: true`), then fails as gone (exit 6)."""
     from tmpup.commands import info as command
+    from tmpup.errors import GoneError
     from tmpup.runtime import GlobalOptions, Runtime
 
     record = upload(str(make_file(tmp_path / "old.txt", 3)))
     rt = Runtime.build(GlobalOptions(json=True))
     later = dataclasses.replace(rt, clock=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=24, seconds=1))
-    assert command.run(later, record["token"]).fields["expired"] is True
+    capsys.readouterr()
+    with pytest.raises(GoneError, match="expired at"):
+        command.run(later, record["token"])
+    assert json.loads(capsys.readouterr().out)["expired"] is True
     assert command.run(rt, record["token"]).fields["expired"] is False
     # ... and the emulator agrees: the token is gone once its clock has moved 24 h.
     emulator.clock.advance(24 * 3600 + 1)

@@ -160,3 +160,56 @@ def test_requests_ca_bundle_alone_is_honoured(
     qlik_profile(https_emulator, config_path)
     src = make_file(tmp_path / "env-ca.bin", 20_000)
     uploaded(run("upload", str(src), "--json", "--progress", "none"), https_emulator, src)
+
+
+def _not_a_bundle(tmp_path: Path, kind: str, ca: trustme.CA) -> Path:
+    path = tmp_path / f"{kind}.pem"
+    if kind == "text":
+        path.write_text("hello, not a certificate\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "key-only":  # a PEM file, but of the private key
+        ca.private_key_pem.write_to_path(str(path))
+    else:  # the CA certificate in DER form: a certificate, but not a PEM bundle
+        path.write_bytes(ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode()))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "key-only", "der"])
+@pytest.mark.parametrize("given", ["option", "profile", "variable"])
+def test_a_ca_bundle_that_holds_no_certificate_is_one_clear_line(
+    https_emulator: Emulator,
+    config_path: Path,
+    tmp_path: Path,
+    ca: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    given: str,
+) -> None:
+    bad = _not_a_bundle(tmp_path, kind, ca)
+    qlik_profile(https_emulator, config_path, f'ca_bundle = "{bad}"' if given == "profile" else "")
+    extra = ["--ca-bundle", str(bad)] if given == "option" else []
+    if given == "variable":
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bad))
+    src = make_file(tmp_path / "data.bin", 10)
+    for args in (("upload", str(src), "--progress", "none"), ("profiles", "check")):
+        result = run(*args, *extra)
+        assert result.code == 3, result.err
+        line = assert_one_error_line(result)
+        assert f"the CA bundle {bad}" in line and "holds no certificate" in line
+        assert "HTTPSConnectionPool" not in line and "NO_CERTIFICATE" not in line
+        assert "pass --ca-bundle" not in line
+        if given == "variable":
+            assert "REQUESTS_CA_BUNDLE" in line
+    assert https_emulator.store.blobs("qlik") == []
+
+
+def test_a_ca_bundle_is_not_read_for_plain_http(emulator: Emulator, config_path: Path, tmp_path: Path) -> None:
+    """Only https requests use the bundle: a profile's bundle does not stop an http url (the emulator)."""
+    write_qlik_profile(emulator, config_path, retries=1)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not pem\n")
+    src = make_file(tmp_path / "data.bin", 10)
+    result = run("upload", str(src), "--progress", "none", "--ca-bundle", str(bad))
+    assert result.code == 0, result.err

@@ -261,6 +261,7 @@ def _with_defaults(
 
     tls = verify
     missing_bundle = ""  # a CA bundle variable naming no file: an error for https requests only
+    name: str | None = None
     if tls is None:
         name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(n)), None)
         if name is not None:
@@ -268,6 +269,9 @@ def _with_defaults(
             if not os.path.exists(tls):
                 missing_bundle, tls = f"{name}={tls}", None
     proxies: dict[tuple[str, str], dict[str, str]] = {}
+    # The variable a CA bundle came from, for the message about a file that holds no certificate.
+    bundle_from = name if verify is None and tls is not None and name else ""
+    checked: list[bool] = []  # the bundle is read once, at the first https request
 
     def wrapped(method: str, url: str, **kwargs: Any) -> requests.Response:
         if missing_bundle and url.lower().startswith("https:"):
@@ -277,6 +281,9 @@ def _with_defaults(
             raise ConfigError(
                 f"{missing_bundle}: no such CA bundle", hint=f"fix or unset {variable}, or pass --ca-bundle"
             )
+        if isinstance(tls, str) and not checked and url.lower().startswith("https:"):
+            check_ca_bundle(tls, bundle_from)
+            checked.append(True)
         kwargs.setdefault("timeout", default)
         if method.upper() not in ("GET", "HEAD", "OPTIONS"):
             # An upload is never sent on to wherever a redirect points: the answer is reported instead.
@@ -292,6 +299,34 @@ def _with_defaults(
         return request(method, url, **kwargs)
 
     return wrapped
+
+
+def check_ca_bundle(path: str, source: str) -> None:
+    """Refuse a CA bundle that holds no certificate (a key, a DER file, any other file) with one line
+    saying so: urllib3 would report it as a nested `NO_CERTIFICATE_OR_CRL_FOUND` from every request,
+    and the advice for a TLS failure (pass --ca-bundle) would name the very option that was given.
+
+    A directory of hashed certificates (OpenSSL's capath) is left to OpenSSL."""
+    import os
+    import ssl
+
+    from tmpup.errors import ConfigError
+
+    if os.path.isdir(path):
+        return
+    shown = f"{path} ({source})" if source else path
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        raise ConfigError(
+            f"the CA bundle {shown} holds no certificate",
+            hint="give a PEM file of CA certificates (-----BEGIN CERTIFICATE----- blocks)",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"the CA bundle {shown} cannot be read: {(exc.strerror or str(exc)).lower()}",
+            hint="give a readable PEM file of CA certificates",
+        ) from None
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:

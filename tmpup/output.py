@@ -10,7 +10,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -93,19 +95,26 @@ class Output:
             except UnicodeEncodeError:
                 # A path with bytes that are not UTF-8 (surrogate escapes): \u escapes keep the line valid.
                 text = json.dumps(record, default=str)
-        self._emit(text)
+        # JSON escapes C0 controls itself; C1 controls (0x9b is a one-byte CSI), DEL, line separators and
+        # bidirectional overrides would reach the pipe raw. They can only occur inside strings, where
+        # their \u escapes decode to the very same value.
+        self._emit(_JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
     def fields(self, fields: Mapping[str, Any]) -> None:
-        """Aligned `key  value` lines for people; a list of records gets a short line per record."""
-        shown = {k: v for k, v in fields.items() if v is not None}
+        """Aligned `key  value` lines for people; a list of records gets a short line per record.
+
+        Keys and values come from servers and receipts (a tus server stores whatever metadata a client
+        sent): each is shown by `one_line`, so no escape sequence reaches the terminal or pipe and no
+        value starts a line of its own."""
+        shown = {one_line(str(k)): v for k, v in fields.items() if v is not None}
         width = max((len(k) for k in shown), default=0)
         for key, value in shown.items():
             if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
                 self.line(f"{key.ljust(width)}  {len(value)}")
                 for item in value:
-                    self.line(f"{''.ljust(width)}  - {_inline(item)}")
+                    self.line(f"{''.ljust(width)}  - {one_line(_inline(item))}")
             else:
-                self.line(f"{key.ljust(width)}  {_inline(value)}")
+                self.line(f"{key.ljust(width)}  {one_line(_inline(value))}")
 
     def line(self, text: str) -> None:
         if not text.isascii():
@@ -192,6 +201,29 @@ def _guard(stream: TextIO) -> Iterator[None]:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, stream.fileno())
             os.close(devnull)
+
+
+#: Characters `json.dumps(ensure_ascii=False)` leaves raw that a terminal may act on or that reorder text.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """Server or receipt text as part of one stdout line: every control character (C0 with CR and LF,
+    DEL, C1), line and paragraph separator and bidirectional override or isolate becomes `?`, as
+    `printable` shows them on stderr; a byte that is not UTF-8 (a path's surrogate escape) shows as
+    `\\xNN`, as `Output.line` shows it. Other invisible format characters stay: a zero-width joiner is
+    part of an emoji, a zero-width non-joiner part of a Persian word."""
+    if text.isprintable():
+        return text
+    return "".join(_one_char(ch) for ch in text)
+
+
+def _one_char(ch: str) -> str:
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069":
+        return "?"
+    return ch
 
 
 def printable(text: str) -> str:

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from tmpup.commands.ids import check_id
-from tmpup.errors import NotFoundError
+from tmpup.errors import GoneError, NotFoundError
 from tmpup.providers.base import Describable, Info
 from tmpup.runtime import Runtime
 
@@ -18,6 +18,15 @@ def run(rt: Runtime, id: str) -> Info:
     provider = rt.provider
     info = provider.info(id) if isinstance(provider, Describable) else from_receipt(rt, id)
     _render(rt, info)
+    if info.source == "receipt" and info.fields.get("expired") is True:
+        # The fields are printed (`expired true`), and the exit code says what they say: a script that
+        # runs `tmpup info TOKEN && attach` must not attach a dead token (exit 6, as an API's 410 is).
+        when = _expiry(info.fields.get("expires_at"))
+        raise GoneError(
+            f"{rt.settings.provider}: {id} expired at {_shown_time(when)} (its local receipt says so)",
+            hint=f"upload the file again for a new {provider.handle}",
+            provider=rt.settings.provider,
+        )
     return info
 
 
@@ -33,12 +42,25 @@ def from_receipt(rt: Runtime, id: str) -> Info:
     for key, value in receipt.items():
         if key not in fields and key not in ("profile", "provider", "resumed") and value is not None:
             fields[key] = value
-    expires = receipt.get("expires_at")
-    if expires:
-        when = dt.datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+    when = _expiry(receipt.get("expires_at"))
+    if when is not None:
         fields["expired"] = when <= rt.clock()
     fields["source"] = "local receipt"
     return Info(id, fields, source="receipt")
+
+
+def _expiry(value: Any) -> dt.datetime | None:
+    """A receipt's `expires_at` as an aware time (a hand-written one without an offset is UTC)."""
+    if not value:
+        return None
+    when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _shown_time(when: dt.datetime | None) -> str:
+    if when is None:  # pragma: no cover - only an expired receipt (which has a time) gets here
+        return "an unknown time"
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _render(rt: Runtime, info: Info) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from tmpup.config import ENV_PROFILE_NAME, describe_profile, select_profile
 from tmpup.config_file import load_config_file
-from tmpup.errors import ConfigError
+from tmpup.errors import ConfigError, NotFoundError, UnexpectedAnswer
 from tmpup.runtime import Runtime
 
 
@@ -82,7 +82,19 @@ def _for_people(provider: str, shown: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(rt: Runtime) -> str:
-    text = rt.provider.check()
+    try:
+        text = rt.provider.check()
+    except NotFoundError as exc:
+        # A check asks for what every account of the service has (or for an id that cannot exist, where
+        # the provider knows the API's own 404): a 404 here means the url is not that API. It is a
+        # configuration error (exit 3), as every provider's check says of an answer from another server.
+        raise UnexpectedAnswer(
+            exc.message,
+            hint="check the profile's url: it must point at the provider's API",
+            status=exc.status,
+            provider=exc.provider,
+            url=exc.url,
+        ) from None
     if rt.output.json_mode:
         rt.output.json({"profile": rt.settings.profile, "provider": rt.settings.provider, "ok": True, "detail": text})
     else:

@@ -20,17 +20,27 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
 
-from tmpup.errors import IntegrityError, UnexpectedAnswer, UsageError
-from tmpup.providers.base import Info, KeySpec, Provider, RemoteFile, UploadOptions, UploadResult
+from tmpup.errors import IntegrityError, NotFoundError, UnexpectedAnswer, UsageError
+from tmpup.providers.base import (
+    Info,
+    KeySpec,
+    Provider,
+    ProviderEnv,
+    RemoteFile,
+    UploadOptions,
+    UploadResult,
+)
 from tmpup.providers.download import open_ranged_download
 
 if TYPE_CHECKING:
     import requests
 
+    from tmpup.config import Settings
     from tmpup.progress import Task
     from tmpup.sources import Source
 
@@ -54,6 +64,10 @@ class Kf5Provider(Provider):
         KeySpec("api_token", secret=True, help="an API token, sent as EMAIL/token:TOKEN (or give password instead)"),
     )
     handle: ClassVar[Literal["id", "token", "url"]] = "token"
+
+    def __init__(self, settings: Settings, env: ProviderEnv) -> None:
+        super().__init__(settings, env)
+        self._resolved: dict[str, str] = {}  # handle -> attachment id, from the receipts (read once a run)
 
     @classmethod
     def validate_settings(cls, values: Mapping[str, Any]) -> str | None:
@@ -157,16 +171,32 @@ class Kf5Provider(Provider):
     # -- by id ----------------------------------------------------------------------------------
 
     def resolve(self, handle: str) -> str:
-        """The numeric attachment id for `handle`: an id, or a token/content_url from a local receipt."""
+        """The numeric attachment id for `handle`: an id, or a token/content_url from a local receipt.
+
+        A handle that cannot be one at all (empty, control characters) is a usage error (exit 2); a
+        token or URL this machine has no receipt of is "not found" (exit 5), as Thulium's and Pyrus's
+        unknown tokens are: it may well be a real token, uploaded from elsewhere."""
         handle = handle.strip()
         if _NUMERIC_ID.fullmatch(handle):
             return handle
+        if not handle or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in handle):
+            raise UsageError(f"kf5: {handle!r} is not an attachment id", hint="pass the id or token the upload printed")
+        if handle in self._resolved:
+            return self._resolved[handle]
         receipt = self.env.state.find_receipt(handle, self.id)
         if receipt is not None and receipt.get("id") is not None:
-            return str(receipt["id"])
-        raise UsageError(
-            f"kf5: {handle!r} is not a numeric attachment id (e.g. 1948), nor a token tmpup uploaded from here"
+            self._resolved[handle] = str(receipt["id"])
+            return self._resolved[handle]
+        raise NotFoundError(
+            f"kf5: no receipt of {handle!r} here (tmpup knows the tokens and content_urls of the files "
+            "uploaded from this machine)",
+            hint="KF5 takes the numeric attachment id, e.g. 1948",
+            provider=self.id,
         )
+
+    def check_download_id(self, id: str) -> None:
+        # An unknown token is refused before anything local (a .part, the output file) is looked at.
+        self.resolve(id)
 
     def _get(self, id: str) -> dict[str, Any]:
         with self.transport_errors("info"):
@@ -216,7 +246,22 @@ class Kf5Provider(Provider):
         url = f"{self.base}{API}/attachments/AttachmentLists.json"
         with self.transport_errors("check"):
             response = self.env.session.get(url, params={"page": 1, "per_page": 1}, headers=self._headers())
-            self.check_response(response)
+        if response.status_code == 404:
+            # Every KF5 account has this list: a 404 is another server (or another path) at the url, not
+            # a missing id as it would be for info or download.
+            from tmpup.http import describe_body, redact_url
+
+            body = describe_body(response)
+            raise UnexpectedAnswer(
+                f"kf5: {redact_url(response.url)} answered 404"
+                + (f" with {body}" if body else "")
+                + ", not as KF5's API would",
+                hint="check the profile's url (it must be your KF5 domain, e.g. https://acme.kf5.com)",
+                provider=self.id,
+                status=404,
+                url=redact_url(response.url),
+            )
+        self.check_response(response)
         body = self.json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("attachments"), list):
             raise UnexpectedAnswer(

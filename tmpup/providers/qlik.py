@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 from typing import Any, ClassVar
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
-from tmpup.errors import ConfigError, InputError, UnexpectedAnswer
+from tmpup.errors import ConfigError, InputError, UnexpectedAnswer, UsageError
 from tmpup.pacing import RateRule
 from tmpup.progress import Task
 from tmpup.providers.base import (
@@ -39,6 +40,16 @@ def id_from_location(location: str | None) -> str | None:
         return None
     segment = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1]
     return segment or None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlparse(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def check_ttl(ttl: int | None, where: str | None = None) -> int:
@@ -91,6 +102,41 @@ class QlikProvider(Provider):
     def content_url(self, id: str) -> str:
         return f"{self.base}{API}/{quote(id, safe='')}"
 
+    def temp_content_id(self, handle: str) -> str:
+        """The temp-content id of what a user passes: the id, or the `url` of tmpup's own result
+        (`{url}/api/v1/temp-contents/ID`, also the tus upload URL `.../temp-contents/files/ID`, or only
+        its path). A URL of another tenant is refused before any request: the token is not sent there."""
+        handle = handle.strip()
+        parts = urlparse(handle)
+        if not parts.scheme and not handle.startswith("/"):
+            return handle
+        from tmpup.http import redact_url
+
+        if parts.scheme:
+            own = urlparse(self.base)
+            prefix = own.path.rstrip("/") + API + "/"
+            if parts.scheme.lower() not in ("http", "https") or _origin(handle) != _origin(self.base):
+                raise UsageError(
+                    f"qlik: {redact_url(handle)} is not on this profile's tenant ({self.base})",
+                    hint="pass the temp-content id, or use the profile of that tenant (-p NAME)",
+                    provider=self.id,
+                )
+            rest = parts.path[len(prefix) :] if parts.path.startswith(prefix) else None
+        else:  # a path only, as in a Location header: with or without the /api prefix
+            found = re.search(r"/temp-contents/(.*)$", parts.path)
+            rest = found.group(1) if found else None
+        if rest is not None and not parts.query and not parts.fragment:
+            segments = [unquote(segment) for segment in rest.strip("/").split("/")]
+            if segments and segments[0] == "files":
+                segments = segments[1:]
+            if len(segments) == 1 and segments[0]:
+                return segments[0]
+        raise UsageError(
+            f"qlik: {redact_url(handle)} is not a temp-content URL of this tenant ({self.base}{API}/ID)",
+            hint="pass the temp-content id the upload printed",
+            provider=self.id,
+        )
+
     def error_message(self, response: Any) -> str | None:
         body = response.json()
         errors = body.get("errors") if isinstance(body, dict) else None
@@ -123,12 +169,24 @@ class QlikProvider(Provider):
         else:
             check_ttl(self._profile_ttl(), self.settings.where("ttl"))
 
+    def _chunk_size_given(self, options: UploadOptions) -> bool:
+        """Whether --chunk-size was typed for this run. A profile's `chunk_size` or TMPUP_CHUNK_SIZE is a
+        setting for the uploads that do go resumable: a small file sent in one request ignores it quietly.
+        The upload command takes --chunk-size first, else the setting (`Settings.sources` says where that
+        came from), so a value that is not the setting's came from the command line."""
+        if options.chunk_size is None:
+            return False
+        if self.settings.origins.get("chunk_size") == "option":
+            return True
+        configured = self.settings.get("chunk_size")
+        return configured is None or int(configured) != options.chunk_size
+
     def _profile_ttl(self) -> int | None:
         value = self.settings.get("ttl")
         return None if value is None else int(value)
 
     def _upload_raw(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
-        if options.chunk_size is not None:
+        if self._chunk_size_given(options):
             self.env.warn(
                 f"{source.display}: --chunk-size applies to resumable (tus) uploads; this one goes in one request "
                 "(--resumable makes it resumable)"
@@ -212,7 +270,11 @@ class QlikProvider(Provider):
 
     # -- info / download ------------------------------------------------------------------------
 
+    def check_download_id(self, id: str) -> None:
+        self.temp_content_id(id)  # a URL of another tenant is refused before anything local is touched
+
     def info(self, id: str) -> Info:
+        id = self.temp_content_id(id)
         with self.transport_errors("info"):
             response = self.env.retrier.send(
                 lambda: self.env.session.get(f"{self.content_url(id)}/details", headers=self._auth()),
@@ -242,7 +304,8 @@ class QlikProvider(Provider):
         return Info(id, fields)
 
     def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
-        remote = open_ranged_download(self, self.content_url(id), offset=offset, headers=self._auth())
+        url = self.content_url(self.temp_content_id(id))
+        remote = open_ranged_download(self, url, offset=offset, headers=self._auth())
         return remote
 
     def check(self) -> str:
