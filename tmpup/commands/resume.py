@@ -26,8 +26,8 @@ from tmpup.errors import (
     several_failed,
 )
 from tmpup.output import printable
+from tmpup.resume_record import DamagedEntry, ResumeRecord
 from tmpup.runtime import Runtime
-from tmpup.state import DamagedEntry, ResumeRecord
 from tmpup.units import format_size
 
 

@@ -39,9 +39,9 @@ from tmpup.errors import (
 from tmpup.hashing import ContiguousHash
 from tmpup.output import result_record
 from tmpup.providers.base import Deletable, MultiUploader, UploadOptions, UploadResult
+from tmpup.resume_record import record_key
 from tmpup.runtime import Runtime
 from tmpup.sources import CANCEL, Source, Throttle, check_cancel, open_source
-from tmpup.state import record_key
 
 #: As many as the HTTP session keeps connections alive for (`http.HttpOptions.pool_size`): more
 #: would not be faster, only open and drop connections (and make urllib3 warn on stderr).

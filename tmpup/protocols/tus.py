@@ -27,7 +27,7 @@ import requests
 
 from tmpup.errors import AuthError, ConfigError, InputError, UnexpectedAnswer
 from tmpup.http import RETRY_STATUSES
-from tmpup.state import record_key
+from tmpup.resume_record import record_key
 from tmpup.units import format_size
 
 if TYPE_CHECKING:

@@ -49,8 +49,8 @@ from tmpup.protocols.tus import (
     parse_http_date,
     resume_command,
 )
+from tmpup.resume_record import DamagedRecord, ResumeRecord, record_key
 from tmpup.sources import check_cancel, pause
-from tmpup.state import DamagedRecord, ResumeRecord, record_key
 from tmpup.units import format_duration, format_size
 
 if TYPE_CHECKING:
