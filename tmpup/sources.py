@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import stat
@@ -90,6 +91,12 @@ class Source:
     def default_name(self) -> str:
         return self.path.name
 
+    @functools.cached_property
+    def absolute(self) -> str:
+        """The file's absolute path with symlinks resolved, as records and receipts name it (resolved
+        once: record lookups and the receipt each need it, for every file of a 200-file run)."""
+        return str(self.path.resolve())
+
     def identity(self) -> FileIdentity:
         digest = hashlib.sha256()
         with self.path.open("rb") as fh:
@@ -97,7 +104,7 @@ class Source:
             if self.size > IDENTITY_SPAN:
                 fh.seek(max(IDENTITY_SPAN, self.size - IDENTITY_SPAN))
                 digest.update(fh.read(IDENTITY_SPAN))
-        return FileIdentity(str(self.path.resolve()), self.size, self.mtime_ns, digest.hexdigest())
+        return FileIdentity(self.absolute, self.size, self.mtime_ns, digest.hexdigest())
 
     def slice(
         self,

@@ -263,7 +263,7 @@ def _record_key(rt: Runtime, source: Source) -> str | None:
     and for providers that keep none."""
     if source.temporary or not rt.provider.resumable:
         return None
-    return record_key(rt.settings.profile, rt.settings.provider, str(source.path.resolve()))
+    return record_key(rt.settings.profile, rt.settings.provider, source.absolute)
 
 
 def _record_asks_checksum(rt: Runtime, request: UploadRequest, source: Source) -> bool:
@@ -328,7 +328,7 @@ def _receipt(
     record = result_record(
         profile=rt.settings.profile,
         provider=rt.settings.provider,
-        file=str(source.path.resolve()) if not source.temporary else "-",
+        file=source.absolute if not source.temporary else "-",
         result=result,
         sha256=hasher.finish() if hasher is not None else None,
         uploaded_at=started,

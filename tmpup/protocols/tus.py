@@ -283,7 +283,7 @@ def has_resume_record(provider: Provider, source: Source) -> bool:
     raw and a tus upload take tus then, so `tmpup upload` resumes by itself)."""
     if source.temporary:
         return False
-    key = record_key(provider.env.profile, provider.id, str(source.path.resolve()))
+    key = record_key(provider.env.profile, provider.id, source.absolute)
     return provider.env.state.record_path(key).exists()
 
 
