@@ -278,3 +278,31 @@ def test_tus_headers_cannot_replace_what_http_and_tus_are_made_of(config_path: P
     )
     with pytest.raises(ConfigError, match=f"'headers' cannot set '{header}'"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ('{ "X Tenant" = "acme" }', "is not a header name"),
+        ('{ "X-Tenant:" = "acme" }', "is not a header name"),
+        ('{ "" = "acme" }', "is not a header name"),
+        (r'{ X-Tenant = "acme\r\nX-Evil: 1" }', "line break"),
+        ('{ X-Tenant = "\u2603" }', "non-Latin-1"),
+    ],
+)
+def test_tus_headers_that_http_cannot_send_are_a_config_error(config_path: Path, table: str, needle: str) -> None:
+    """Checked when the profile loads (exit 3 naming the key), not at the first request, where the
+    server's 400 to a malformed request would read as "the server refused tus 1.0.0"."""
+    write_config(
+        config_path, f'[profiles.t]\nprovider = "tus"\nurl = "https://tus.example.com/files/"\nheaders = {table}\n'
+    )
+    with pytest.raises(ConfigError, match=needle):
+        load_settings()
+
+
+def test_ordinary_tus_headers_load(config_path: Path) -> None:
+    table = '{ X-Tenant = "acme", "X_Odd.Name~1" = "caf\u00e9\tv2" }'
+    write_config(
+        config_path, f'[profiles.t]\nprovider = "tus"\nurl = "https://tus.example.com/files/"\nheaders = {table}\n'
+    )
+    assert load_settings().get("headers") == {"X-Tenant": "acme", "X_Odd.Name~1": "caf\u00e9\tv2"}

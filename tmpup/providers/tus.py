@@ -14,6 +14,7 @@ is tus termination where offered.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
@@ -25,6 +26,18 @@ from tmpup.sources import Source
 
 if TYPE_CHECKING:
     from tmpup.protocols.tus import TusClient
+
+
+#: An HTTP field name (RFC 9110 section 5.1: a token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Headers a profile's `headers` table may not set.
@@ -61,9 +74,16 @@ class TusProvider(Provider):
     def validate_settings(cls, values: Mapping[str, Any]) -> str | None:
         """`headers` may add headers, not replace the ones HTTP and tus themselves are made of: a `Host`
         would send the upload (and its record) elsewhere, an `Upload-Offset` would corrupt it."""
-        for name in values.get("headers") or {}:
-            if str(name).strip().lower() in _MANAGED_HEADERS:
+        for name, value in (values.get("headers") or {}).items():
+            if not _TOKEN.fullmatch(str(name)):
+                # RFC 9110 field names are tokens: a space or colon would reach the server as a malformed
+                # request, whose 400 reads as "the server refused tus 1.0.0".
+                return f"'headers' has {str(name)!r}, which is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+            if str(name).lower() in _MANAGED_HEADERS:
                 return f"'headers' cannot set {name!r}: tmpup sends it itself (HTTP framing or the tus protocol)"
+            text = str(value)
+            if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in text) or not _latin1(text):
+                return f"'headers' {name!r}: the value holds a line break, a control or a non-Latin-1 character"
         return None
 
     @property
