@@ -213,3 +213,19 @@ def test_a_ca_bundle_is_not_read_for_plain_http(emulator: Emulator, config_path:
     src = make_file(tmp_path / "data.bin", 10)
     result = run("upload", str(src), "--progress", "none", "--ca-bundle", str(bad))
     assert result.code == 0, result.err
+
+
+def test_a_ca_bundle_without_the_servers_ca_says_so_rather_than_asking_for_one(
+    https_emulator: Emulator, config_path: Path, tmp_path: Path
+) -> None:
+    """A valid bundle of another CA: the hint names that bundle, not the option the user already gave."""
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    qlik_profile(https_emulator, config_path)
+    src = make_file(tmp_path / "data.bin", 100)
+    result = run("upload", str(src), "--progress", "none", "--ca-bundle", str(other))
+    assert result.code == 3
+    line = assert_one_error_line(result)
+    assert f"the CA bundle {other} does not hold the CA that signed this server's certificate" in line
+    assert "pass --ca-bundle" not in line
+    assert https_emulator.store.blobs("qlik") == []

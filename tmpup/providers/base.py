@@ -276,11 +276,16 @@ class Provider(abc.ABC):
             yield
         except requests.exceptions.SSLError as exc:
             # Exit 3, not 10: waiting does not make a certificate trusted; a CA bundle (or the right url) does.
-            raise ConfigError(
-                f"{self.id}: TLS failure during {what}: {_short(exc)}",
-                hint="pass --ca-bundle FILE for a private CA (or --insecure to skip verification)",
-                provider=self.id,
-            ) from exc
+            bundle = self.settings.get("ca_bundle")
+            hint = (
+                # The bundle given does not vouch for this server: naming the option again would not help.
+                f"the CA bundle {bundle} does not hold the CA that signed this server's certificate: "
+                "add that CA to it, or check the profile's url"
+                if bundle and "verify failed" in str(exc)
+                else "pass --ca-bundle FILE for a private CA (or --insecure to skip verification)"
+            )
+            message = f"{self.id}: TLS failure during {what}: {_short(exc)}"
+            raise ConfigError(message, hint=hint, provider=self.id) from exc
         except requests.exceptions.InvalidURL as exc:
             raise InputError(f"{self.id}: invalid URL during {what}: {_short(exc)}") from exc
         except requests.exceptions.TooManyRedirects as exc:
