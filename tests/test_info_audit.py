@@ -331,6 +331,8 @@ def test_qlik_chunk_size_warning_only_for_the_option(emulator: Emulator, config_
     typed = run("upload", src, "--progress", "none", "--chunk-size", "512K")
     assert typed.code == 0 and CHUNK_WARNING in typed.err
     assert typed.err.count("\n") == 1
+    same = run("upload", src, "--progress", "none", "--chunk-size", "1M")  # typed, even if the profile agrees
+    assert same.code == 0 and CHUNK_WARNING in same.err
 
 
 def test_qlik_chunk_size_option_without_a_profile_value_warns(

@@ -351,6 +351,7 @@ def _options(rt: Runtime, request: UploadRequest, name: str) -> UploadOptions:
         resumable=request.resumable,
         checksum=request.checksum,
         ttl_origin=rt.settings.where("ttl") if request.ttl is None else None,
+        chunk_size_origin=(rt.settings.where("chunk_size") or "settings") if request.chunk_size is None else None,
     )
 
 

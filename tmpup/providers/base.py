@@ -84,6 +84,9 @@ class UploadOptions:
     checksum: bool = False
     #: where `ttl` came from when not from --ttl (`FILE:LINE profile 'x': ttl`, `TMPUP_TTL`), for messages
     ttl_origin: str | None = None
+    #: where `chunk_size` came from when not from --chunk-size (a profile, `TMPUP_CHUNK_SIZE`): a setting
+    #: for the uploads that go resumable, which a small one-request upload ignores without a warning
+    chunk_size_origin: str | None = None
 
 
 @dataclass

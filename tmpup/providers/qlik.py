@@ -169,24 +169,14 @@ class QlikProvider(Provider):
         else:
             check_ttl(self._profile_ttl(), self.settings.where("ttl"))
 
-    def _chunk_size_given(self, options: UploadOptions) -> bool:
-        """Whether --chunk-size was typed for this run. A profile's `chunk_size` or TMPUP_CHUNK_SIZE is a
-        setting for the uploads that do go resumable: a small file sent in one request ignores it quietly.
-        The upload command takes --chunk-size first, else the setting (`Settings.sources` says where that
-        came from), so a value that is not the setting's came from the command line."""
-        if options.chunk_size is None:
-            return False
-        if self.settings.origins.get("chunk_size") == "option":
-            return True
-        configured = self.settings.get("chunk_size")
-        return configured is None or int(configured) != options.chunk_size
-
     def _profile_ttl(self) -> int | None:
         value = self.settings.get("ttl")
         return None if value is None else int(value)
 
     def _upload_raw(self, source: Source, options: UploadOptions, task: Task, ttl: int) -> UploadResult:
-        if self._chunk_size_given(options):
+        # Only --chunk-size typed for this run: a profile's chunk_size (or TMPUP_CHUNK_SIZE) is a setting
+        # for the uploads that do go resumable, which a small file sent in one request ignores quietly.
+        if options.chunk_size is not None and options.chunk_size_origin is None:
             self.env.warn(
                 f"{source.display}: --chunk-size applies to resumable (tus) uploads; this one goes in one request "
                 "(--resumable makes it resumable)"
