@@ -50,7 +50,9 @@ def main() -> int:
             encoding="utf-8",
         )
         config.chmod(0o600)
-        env = dict(os.environ)
+        # The demo's own profile, whatever this shell exports: a TMPUP_PROVIDER/TMPUP_URL left from the
+        # README's next step (or a TMPUP_PROFILE) would otherwise send the demo to that server instead.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TMPUP_")}
         env.update(
             TMPUP_CONFIG=str(config),
             TMPUP_STATE_DIR=str(root / "state"),
@@ -74,10 +76,6 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _shown_tmpup() -> str:
     """How to run tmpup from here: `tmpup` when it is on PATH, else the venv's script (after the
     Quickstart, `.venv/bin/tmpup`), shown relative to the current folder when it is inside it."""
@@ -90,3 +88,7 @@ def _shown_tmpup() -> str:
         return str(script.relative_to(Path.cwd()))
     except ValueError:
         return str(script)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
