@@ -341,6 +341,18 @@ def test_secret_headers_in_a_subtable_count_too(config_path: Path) -> None:
     assert result.code == 0 and "chmod 600" in result.err
 
 
+def test_profiles_list_warns_about_a_readable_file_with_a_literal_secret_too(config_path: Path) -> None:
+    """`profiles list` is the first command a newcomer runs after writing the README's config."""
+    text = '[profiles.work]\nprovider = "qlik"\nurl = "http://127.0.0.1:9/qlik"\ntoken = "S1"\n'
+    write_config(config_path, text, mode=0o644)
+    listed = run("profiles", "list")
+    assert listed.code == 0 and "holds a literal secret (profile 'work')" in listed.err and "chmod 600" in listed.err
+    names = run("profiles", "list", "--names")  # what shell completion calls: results only
+    assert names.code == 0 and names.err == "" and names.out == "work\n"
+    config_path.chmod(0o600)
+    assert run("profiles", "list").err == ""
+
+
 # -- F7: a bad value that an option overrides -------------------------------------------------------------
 
 

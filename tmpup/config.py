@@ -151,7 +151,7 @@ def load_settings(
     env = os.environ if env is None else env
     options = {k: v for k, v in (options or {}).items() if v is not None}
     cfg = load_config_file(config_path, env, explicit=config_path is not None)
-    _warn_if_exposed(cfg, warn)
+    warn_if_exposed(cfg, warn)
     name = select_profile(cfg, profile, env)
 
     if name is None:
@@ -327,7 +327,7 @@ def _profile_values(
     return values
 
 
-def _warn_if_exposed(cfg: ConfigFile, warn: Callable[[str], None]) -> None:
+def warn_if_exposed(cfg: ConfigFile, warn: Callable[[str], None]) -> None:
     """Warn when the file holds a literal secret (in any profile) and others may read it."""
     if not cfg.exists or os.name != "posix":
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tmpup.config import ENV_PROFILE_NAME, describe_profile, select_profile
+from tmpup.config import ENV_PROFILE_NAME, describe_profile, select_profile, warn_if_exposed
 from tmpup.config_file import load_config_file
 from tmpup.errors import ConfigError, NotFoundError, UnexpectedAnswer
 from tmpup.runtime import Runtime
@@ -12,6 +12,8 @@ from tmpup.runtime import Runtime
 
 def list_profiles(rt: Runtime, *, names_only: bool = False) -> list[dict[str, Any]]:
     cfg = load_config_file(rt.options.config, rt.env, explicit=rt.options.config is not None)
+    if not names_only:  # the first command after writing a config file: it says so too (not completion's listing)
+        warn_if_exposed(cfg, rt.messages.warn)
     try:
         default = select_profile(cfg, None, rt.env)
     except ConfigError:
