@@ -425,3 +425,30 @@ def test_stdin_uploads_keep_no_record(tus_profile: str, emulator: Emulator, stat
     assert failed.code == 10, failed.err
     assert "tmpup resume" not in failed.err  # a spooled stdin is gone after the run: nothing to resume
     assert_clean(state_dir)
+
+
+def test_the_printed_resume_command_carries_the_config_the_upload_was_given(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile from `--config FILE` exists only in that file: the printed `tmpup resume ...` (and the
+    401 hint's `profiles check`) must name it, or pasting it back is exit 3 'unknown profile'."""
+    monkeypatch.delenv("TMPUP_CONFIG", raising=False)
+    other = tmp_path / "elsewhere" / "alt config.toml"
+    other.parent.mkdir()
+    write_config(other, f'[profiles.alt]\nprovider = "tus"\nurl = "{emulator.mount_url("tus")}"\nretries = 1\n')
+    src = make_file(tmp_path / "f.bin", 3 * MIB)
+    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
+    failed = run("upload", str(src), "--config", str(other), "-p", "alt", "--progress", "none", "-q")
+    assert failed.code == 10, failed.err
+    emulator.faults.clear()
+    command = failed.err.rsplit("continue it with: ", 1)[1].strip()
+    assert command == f"tmpup resume {shlex.quote(str(src))} --config {shlex.quote(str(other))}"
+    done = run(*shlex.split(command)[1:], "--json", "--progress", "none")  # pasted back as printed
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
+    assert result["resumed"] is True and emulator.blob_sha256("tus", upload_id(result["url"])) == sha256_file(src)
+
+    write_config(other, f'[profiles.alt]\nprovider = "qlik"\nurl = "{emulator.mount_url("qlik")}"\ntoken = "wrong"\n')
+    refused = run("upload", str(src), "--config", str(other), "-p", "alt", "--progress", "none")
+    assert refused.code == 4
+    assert f"tmpup profiles check alt --config {shlex.quote(str(other))}" in refused.err

@@ -169,13 +169,18 @@ def error_for_status(
     hint: str | None = None,
     method: str | None = None,
     profile: str | None = None,
+    config: object | None = None,
 ) -> TmpupError:
     """Map an HTTP status to the error class (and so the exit code) of DESIGN.md section 4, with a
     hint at what to do next where the status says it (`method`: the request's; `profile`: the one in use)."""
     cls: type[TmpupError]
     if status in (401, 403):
         cls = AuthError
-        check = f"tmpup profiles check {profile}" if profile else "tmpup profiles check"
+        import shlex
+
+        check = f"tmpup profiles check {shlex.quote(profile)}" if profile else "tmpup profiles check"
+        if config is not None:  # the --config this run was given: the profile is that file's
+            check += f" --config {shlex.quote(str(config))}"
         hint = hint or f"check the profile's credentials ({check})"
     elif status == 404:
         cls = NotFoundError

@@ -140,5 +140,6 @@ class Runtime:
             clock=self.clock,
             warn=self.messages.warn,
             profile=settings.profile,
+            config=self.options.config,
         )
         return cls(settings, env)

@@ -220,13 +220,12 @@ def _name_what_is_left(rt: Runtime, exc: TmpupError, left: list[_Job], earlier: 
     if exc.resume_command:
         kept.append(exc.resume_command)
     elif rt.state.record_path(current.key).exists():
-        kept.append(resume_command(current.path, current.key))
-    kept += [resume_command(j.path, j.key) for j in unreached if rt.state.record_path(j.key).exists()]
+        kept.append(resume_command(current.path, current.key, rt.options.config))
+    config = rt.options.config
+    kept += [resume_command(j.path, j.key, config) for j in unreached if rt.state.record_path(j.key).exists()]
     if len(kept) > 1:
-        exc.resume_command = "tmpup resume --all"
-        exc.hint = (
-            f"{len(kept)} uploads were kept; continue them with: tmpup resume --all (tmpup resume --list shows them)"
-        )
+        exc.resume_command = every = resume_command(None, "", config)
+        exc.hint = f"{len(kept)} uploads were kept; continue them with: {every} (tmpup resume --list shows them)"
     elif kept:
         exc.resume_command = kept[0]
         exc.hint = f"the upload was kept; continue it with: {kept[0]}"

@@ -199,10 +199,12 @@ def _interrupted(rt: Runtime, futures: list[Future[_Outcome]], printed: int, exc
         return Interrupted(message)
     if len(kept) == 1:
         return Interrupted(message, hint=f"the upload was kept; continue it with: {kept[0]}")
+    from tmpup.protocols.tus import resume_command
+
     commands = "; ".join(kept)
+    every = resume_command(None, "", rt.options.config)
     return Interrupted(
-        message,
-        hint=f"{len(kept)} uploads were kept; continue them with: tmpup resume --all (or one by one: {commands})",
+        message, hint=f"{len(kept)} uploads were kept; continue them with: {every} (or one by one: {commands})"
     )
 
 

@@ -31,6 +31,8 @@ from tmpup.resume_record import record_key
 from tmpup.units import format_size
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tmpup.progress import Task
     from tmpup.providers.base import Provider, UploadOptions
     from tmpup.sources import Source
@@ -252,14 +254,20 @@ def upload_with_tus(
     return transfer.run()
 
 
-def resume_command(path: str, key: str) -> str:
-    """What a user types to continue the interrupted upload of `path` (record `key`).
+def resume_command(path: str | None, key: str, config: Path | None = None) -> str:
+    """What a user types to continue the interrupted upload of `path` (record `key`); `path` None:
+    every kept upload (`tmpup resume --all`).
 
     The path when it can be pasted back; the record's key when it holds bytes that are not UTF-8
-    or characters that are not printable, which messages show as `?` (a different file)."""
-    if path.isprintable() and not any("\udc80" <= ch <= "\udcff" for ch in path):
-        return f"tmpup resume {shlex.quote(path)}"
-    return f"tmpup resume {key}"
+    or characters that are not printable, which messages show as `?` (a different file). With the
+    `--config` the run was given: the record names its profile, which only that file holds."""
+    if path is None:
+        command = "tmpup resume --all"
+    elif path.isprintable() and not any("\udc80" <= ch <= "\udcff" for ch in path):
+        command = f"tmpup resume {shlex.quote(path)}"
+    else:
+        command = f"tmpup resume {key}"
+    return command if config is None else f"{command} --config {shlex.quote(str(config))}"
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

@@ -238,7 +238,7 @@ class Transfer:
         """The upload stops here but can continue: record where the server is, say how in the hint."""
         if not self.record_saved:
             return
-        exc.resume_command = resume_command(self.path, self.key)
+        exc.resume_command = resume_command(self.path, self.key, self.provider.env.config)
         kept = f"the upload was kept; continue it with: {exc.resume_command}"
         keep_hint = exc.hint and not isinstance(exc, (Interrupted, TransientError))
         exc.hint = f"{exc.hint}; {kept}" if keep_hint else kept

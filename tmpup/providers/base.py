@@ -32,6 +32,8 @@ from tmpup.errors import (
 from tmpup.units import MAX_RETRIES
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import requests
 
     from tmpup.config import Settings
@@ -160,6 +162,9 @@ class ProviderEnv:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     warn: Callable[[str], None] = lambda message: None
     profile: str = ""
+    #: The `--config` this run was given (None: the default file or $TMPUP_CONFIG), so a printed resume
+    #: command finds the same profile.
+    config: Path | None = None
 
 
 class Provider(abc.ABC):
@@ -243,7 +248,13 @@ class Provider(abc.ABC):
         if detail:
             message = f"{message}: {detail}"
         err = error_for_status(
-            response.status_code, message, provider=self.id, url=url, method=method, profile=self.settings.profile
+            response.status_code,
+            message,
+            provider=self.id,
+            url=url,
+            method=method,
+            profile=self.settings.profile,
+            config=self.env.config,
         )
         if response.status_code in (429, 503) and response.headers.get("Retry-After"):
             err.hint = f"the server asks to retry after {response.headers['Retry-After']}s"
