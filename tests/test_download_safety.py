@@ -528,3 +528,14 @@ def test_a_left_over_part_is_cut_when_a_download_starts_over(
     done = get(handle, out, "--force")
     assert done.code == 0, done.err
     assert out.read_bytes() == data and not part_of(out).exists()
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_output_is_a_usage_error_not_the_current_folder(
+    uploaded: tuple[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    handle, _data = uploaded
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_error(run("download", handle, "-o", empty, "--progress", "none"), 2, "-o/--output is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written under the server's name

@@ -458,3 +458,18 @@ def test_debug_output_shows_no_credentials(profile: str, emulator: Any, tmp_path
     creds = emulator.credentials
     basic = base64.b64encode(f"{creds.kf5_email}/token:{creds.kf5_api_token}".encode()).decode()
     assert creds.kf5_api_token not in result.err + result.out and basic not in result.err  # ... their secrets are not
+
+
+def test_a_download_names_its_attachment_lookup_as_the_download_not_info(
+    profile: str, emulator: Any, tmp_path: Path
+) -> None:
+    """The lookup of the content_url is the first step of `tmpup download`: its retry notes and its
+    error say so, not "info", a command the user did not run."""
+    from tmpup.emulator import Fault
+
+    up = run("upload", str(make_file(tmp_path / "a.bin", 100)), "--json", "--progress", "none")
+    attachment = json.loads(up.out)["id"]
+    emulator.faults.add(Fault(provider="kf5", method="GET", status=503, retry_after=0, times=None))
+    busy = run("download", attachment, "-o", str(tmp_path / "out.bin"), "--progress", "none")
+    assert busy.code == 10
+    assert "download (looking up the attachment)" in busy.err and "info" not in busy.err

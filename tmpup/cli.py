@@ -145,6 +145,9 @@ def download(
     """Download a file by id; never overwrites without --force."""
     from tmpup.commands import download as command
 
+    if output is not None and not output.strip():
+        raise UsageError("-o/--output is empty", hint="give a file or folder, '-' for stdout, or leave -o out")
+
     rt = Runtime.build(with_options(g, progress=check_progress(progress)))
     command.run(rt, command.DownloadRequest(id=id, output=output, resume=resume, force=force))
 

@@ -21,7 +21,7 @@ def check_name(name: str, *, from_disk: bool = False) -> str:
     if bad is not None:
         raise InputError(
             f"the upload name {name!r} contains a control character ({bad!r})",
-            hint="pass --name NAME" if from_disk else "choose a name without line breaks",
+            hint="pass --name NAME" if from_disk else "choose a name without control characters (tabs, line breaks)",
         )
     spoof = next((ch for ch in name if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"), None)
     if spoof is not None:

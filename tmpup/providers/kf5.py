@@ -198,10 +198,12 @@ class Kf5Provider(Provider):
         # An unknown token is refused before anything local (a .part, the output file) is looked at.
         self.resolve(id)
 
-    def _get(self, id: str) -> dict[str, Any]:
-        with self.transport_errors("info"):
+    def _get(self, id: str, what: str = "info") -> dict[str, Any]:
+        """The attachment's JSON; `what` names the step in errors and retry notes (a download's lookup
+        of its content_url is not an `info` the user ran)."""
+        with self.transport_errors(what):
             response = self.env.retrier.send(
-                lambda: self.env.session.get(self.attachment_url(id), headers=self._headers()), what="info"
+                lambda: self.env.session.get(self.attachment_url(id), headers=self._headers()), what=what
             )
             self.check_response(response)
         return self._attachment(response, f"attachment {id}")
@@ -224,7 +226,7 @@ class Kf5Provider(Provider):
 
     def open_download(self, id: str, *, offset: int = 0) -> RemoteFile:
         attachment_id = self.resolve(id)
-        content_url = self._get(attachment_id).get("content_url")
+        content_url = self._get(attachment_id, "download (looking up the attachment)").get("content_url")
         if not isinstance(content_url, str) or not content_url.startswith(("http://", "https://")):
             raise UnexpectedAnswer(f"kf5: attachment {attachment_id} has no content_url to download", provider=self.id)
         # The content_url carries the token; the account's credentials only go to the account's own origin.
