@@ -147,6 +147,19 @@ def test_lines_are_throttled_and_report_the_end(capsys: pytest.CaptureFixture[st
     assert "done" in err and "100%" in err
 
 
+def test_a_failed_long_transfer_says_failed_without_a_percentage(capsys: pytest.CaptureFixture[str]) -> None:
+    """A raw upload counts what went to the socket: "100% ... failed" would read as complete."""
+    clock = [0.0]
+    lines = LinesProgress(lambda: sys.stderr, interval=10, clock=lambda: clock[0])
+    task = lines.task("big.bin", 12 * 1024 * 1024)
+    clock[0] += 12
+    task.advance(12 * 1024 * 1024)
+    capsys.readouterr()
+    task.finish(ok=False)
+    err = capsys.readouterr().err
+    assert err == "big.bin: failed in 12s (12.0 MiB of 12.0 MiB sent)\n"
+
+
 def test_json_events(capsys: pytest.CaptureFixture[str]) -> None:
     progress = JsonProgress(lambda: sys.stderr, interval=0)
     task = progress.task("a.txt", 10)

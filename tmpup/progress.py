@@ -296,6 +296,12 @@ class LinesProgress:
             # Short transfers print nothing but their result on stdout (or their error).
             return
         done = format_size(task.completed)
+        if event == "failed":
+            # No percentage: "100%" beside "failed" reads as complete, and a raw upload counts the bytes
+            # handed to the socket, not what the server kept.
+            of = f" of {format_size(task.total)}" if task.total else ""
+            self._print(f"{task.label}: failed in {format_duration(task.elapsed)} ({done}{of} sent)")
+            return
         if task.total:
             pct = 100.0 * task.completed / task.total if task.total else 100.0
             text = f"{task.label}: {pct:3.0f}% {done} of {format_size(task.total)}"
