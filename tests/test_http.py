@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import QuietHTTPServer, make_file, run, sha256_file
-from tmpup.http import Retrier, redact_headers
+from tmpup.http import redact_headers
 from tmpup.pacing import RateLimiter, RateRule
+from tmpup.retry import Retrier
 
 
 def test_rate_limiter_sliding_window_paces_only_matching_requests() -> None:

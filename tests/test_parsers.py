@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tmpup.headers import parse_content_disposition, parse_content_range, safe_filename
-from tmpup.http import redact_url, retry_after_seconds
+from tmpup.http import redact_url
+from tmpup.retry import retry_after_seconds
 from tmpup.units import MAX_DURATION, MAX_SIZE, format_size, parse_duration, parse_size
 
 

@@ -1,10 +1,7 @@
-"""The one `requests.Session` factory, the retry policy, and redaction of credentials in logs.
+"""The one `requests.Session` factory, and redaction of credentials in logs.
 
 - Timeouts: every request gets (connect, read) timeouts from the settings.
-- Retries: `Retrier.send` repeats an attempt on network errors, 408/425/429/500/502/503/504, with
-  exponential backoff and full jitter, honouring `Retry-After` (seconds or an HTTP date). The attempt is
-  a callable that builds its request anew, so a retried upload re-reads its body from the right place
-  (bodies are `sources.FileSlice`s, which seek on every iteration) and never resends a spent generator.
+- Retries are `tmpup.retry`'s (`Retrier`); client-side rate limits are `tmpup.pacing`'s.
 - TLS verification is always on unless `insecure` (which warns); `ca_bundle` adds a private CA.
 - `--verbose` logs one line per request and response; `--debug` adds headers. Authorization and
   cookies are masked, and so are query parameters whose names suggest a secret.
@@ -12,9 +9,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +19,10 @@ import requests
 import requests.adapters
 
 from tmpup import __version__
-from tmpup.errors import transport_reason
 from tmpup.headers import is_secret_name
 from tmpup.pacing import RateLimiter, RateRule
-from tmpup.sources import pause
 
 USER_AGENT = f"tmpup/{__version__}"
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Headers that may follow a redirect to another origin; every other header (credentials, a tus
 #: profile's extra `headers`) stays with the origin the profile names.
 _PORTABLE_HEADERS = {
@@ -327,88 +318,3 @@ def check_ca_bundle(path: str, source: str) -> None:
             f"the CA bundle {shown} cannot be read: {(exc.strerror or str(exc)).lower()}",
             hint="give a readable PEM file of CA certificates",
         ) from None
-
-
-def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date. None when absent or unparsable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, when.timestamp() - now())
-
-
-class Retrier:
-    """Repeat an HTTP attempt on transient failures, with backoff and jitter."""
-
-    def __init__(
-        self,
-        retries: int = 5,
-        *,
-        base: float = 0.5,
-        cap: float = 30.0,
-        max_retry_after: float = 300.0,
-        sleep: Callable[[float], None] | None = None,
-        rng: Callable[[], float] = random.random,
-        notify: Callable[[str], None] = lambda message: None,
-    ) -> None:
-        self.retries = max(0, retries)
-        self.base = base
-        self.cap = cap
-        self.max_retry_after = max_retry_after
-        self.sleep = sleep or pause
-        self.rng = rng
-        self.notify = notify
-
-    def delay(self, attempt: int, response: requests.Response | None = None) -> float:
-        """Seconds to wait before retry number `attempt` (1-based)."""
-        if response is not None:
-            after = retry_after_seconds(response.headers.get("Retry-After"))
-            if after is not None:
-                return min(after, self.max_retry_after)
-        # Full jitter keeps many clients (a -j run, several cron jobs) from retrying in lockstep.
-        return float(self.rng() * min(self.cap, self.base * (2 ** (attempt - 1))))
-
-    def send(
-        self,
-        attempt: Callable[[], requests.Response],
-        *,
-        what: str,
-        retry_statuses: frozenset[int] = RETRY_STATUSES,
-    ) -> requests.Response:
-        """Run `attempt` until it gives a non-retryable answer or the retries are spent.
-
-        Returns the last response (the caller maps a final 429/5xx to an error); re-raises the last
-        network exception when every attempt failed that way.
-        """
-        for number in range(self.retries + 1):
-            last_try = number == self.retries
-            try:
-                response = attempt()
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                if last_try or isinstance(exc, requests.exceptions.SSLError):
-                    raise
-                wait = self.delay(number + 1)
-                reason = transport_reason(exc)
-                self.notify(f"{what}: {reason}; retrying in {wait:.1f}s ({number + 1}/{self.retries})")
-            else:
-                if response.status_code not in retry_statuses or last_try:
-                    return response
-                wait = self.delay(number + 1, response)
-                after = retry_after_seconds(response.headers.get("Retry-After"))
-                if after is not None and after > self.max_retry_after:
-                    return response
-                self.notify(
-                    f"{what}: server answered {response.status_code}; retrying in {wait:.1f}s "
-                    f"({number + 1}/{self.retries})"
-                )
-                response.close()
-            self.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover

@@ -114,9 +114,10 @@ class Runtime:
         return self._provider
 
     def make_provider(self, settings: Settings) -> Provider:
-        from tmpup.http import HttpOptions, Retrier, make_session
+        from tmpup.http import HttpOptions, make_session
         from tmpup.providers import provider_class
         from tmpup.providers.base import ProviderEnv
+        from tmpup.retry import Retrier
 
         log = self.messages.debug if (self.options.verbose or self.options.debug) else None
         cls = provider_class(settings.provider)

@@ -26,11 +26,11 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from tmpup.commands.names import check_name
+from tmpup.commands.upload_record import drop_replaced_record, record_asks_checksum
 from tmpup.errors import (
     ExitCode,
     InputError,
     Interrupted,
-    LockedError,
     TmpupError,
     UsageError,
     internal_error_message,
@@ -38,8 +38,7 @@ from tmpup.errors import (
 )
 from tmpup.hashing import ContiguousHash
 from tmpup.output import result_record
-from tmpup.providers.base import Deletable, MultiUploader, UploadOptions, UploadResult
-from tmpup.resume_record import record_key
+from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
 from tmpup.runtime import Runtime
 from tmpup.sources import CANCEL, Source, Throttle, check_cancel, open_source
 
@@ -228,7 +227,7 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
         source = open_source(arg, spool_dir=rt.state.spool_dir)
         name = check_name(request.name) if request.name else check_name(source.default_name, from_disk=True)
         options = _options(rt, request, name)
-        if not options.checksum and _record_asks_checksum(rt, request, source):
+        if not options.checksum and record_asks_checksum(rt, request, source):
             options = dataclasses.replace(options, checksum=True)
         if request.limit_rate:
             source.throttle = Throttle(request.limit_rate)
@@ -247,7 +246,7 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
         task.finish()
         receipt = _receipt(rt, source, result, hasher, started)
         if request.resumable is False:
-            _drop_replaced_record(rt, source)
+            drop_replaced_record(rt, source)
         return receipt, None
     except Exception as exc:
         if len(request.files) == 1 or (isinstance(exc, TmpupError) and exc.exit_code == ExitCode.INTERRUPTED):
@@ -258,50 +257,6 @@ def _upload_one(rt: Runtime, request: UploadRequest, arg: str) -> _Outcome:
     finally:
         if source is not None:
             source.cleanup()
-
-
-def _record_key(rt: Runtime, source: Source) -> str | None:
-    """The key of this file's resume record on this profile (`tus_transfer.Transfer`'s), None for stdin
-    and for providers that keep none."""
-    if source.temporary or not rt.provider.resumable:
-        return None
-    return record_key(rt.settings.profile, rt.settings.provider, source.absolute)
-
-
-def _record_asks_checksum(rt: Runtime, request: UploadRequest, source: Source) -> bool:
-    """Whether the interrupted upload this run will continue was started with `--checksum`: the
-    continuation (`tmpup resume`, or a plain `tmpup upload FILE`) then reports the sha256 as asked."""
-    key = _record_key(rt, source) if request.resumable is not False else None
-    record = rt.state.load_record(key) if key is not None else None
-    if record is None or (record.extra or {}).get("checksum") is not True:
-        return False
-    try:
-        return record.file == source.identity().as_dict()  # a changed file starts a new upload instead
-    except OSError:
-        return False  # its read fails in the upload itself, with its own error
-
-
-def _drop_replaced_record(rt: Runtime, source: Source) -> None:
-    """After a `--no-resume` upload: this file's resume record would offer to continue the upload this
-    one replaced (a later `tmpup upload FILE` or `resume --all` would finish a duplicate). Remove it,
-    and end that upload on the server where the provider can (best effort: it expires anyway)."""
-    key = _record_key(rt, source)
-    if key is None or not rt.state.record_path(key).exists():
-        return
-    try:
-        with rt.state.lock(key, source.display):
-            record = rt.state.load_record(key)
-            rt.state.delete_record(key)
-    except LockedError:
-        return  # another process is feeding that upload: it is that one's to finish
-    except TmpupError as exc:
-        rt.messages.warn(f"{source.display}: uploaded, but its old resume record was not removed: {exc}")
-        return
-    rt.messages.note(f"{source.display}: removed the resume record of the upload this one replaces")
-    provider = rt.provider
-    if record is not None and isinstance(provider, Deletable) and not record.expired(rt.clock()):
-        with contextlib.suppress(TmpupError):
-            provider.delete(record.upload_url)
 
 
 def _failure(rt: Runtime, arg: str, exc: Exception) -> TmpupError:

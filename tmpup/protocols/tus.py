@@ -26,8 +26,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tmpup.errors import AuthError, ConfigError, InputError, UnexpectedAnswer
-from tmpup.http import RETRY_STATUSES
 from tmpup.resume_record import record_key
+from tmpup.retry import RETRY_STATUSES
 from tmpup.units import format_size
 
 if TYPE_CHECKING:

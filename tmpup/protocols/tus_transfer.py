@@ -40,7 +40,7 @@ from tmpup.errors import (
     TransientError,
     transport_reason,
 )
-from tmpup.http import RETRY_STATUSES, redact_url
+from tmpup.http import redact_url
 from tmpup.protocols.tus import (
     OFFSET_OCTET_STREAM,
     TusClient,
@@ -50,6 +50,7 @@ from tmpup.protocols.tus import (
     resume_command,
 )
 from tmpup.resume_record import DamagedRecord, ResumeRecord, record_key
+from tmpup.retry import RETRY_STATUSES
 from tmpup.sources import check_cancel, pause
 from tmpup.units import format_duration, format_size
 

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     import requests
 
     from tmpup.config import Settings
-    from tmpup.http import Retrier
     from tmpup.pacing import RateRule
     from tmpup.progress import Task
+    from tmpup.retry import Retrier
     from tmpup.sources import Source
     from tmpup.state import StateStore
 

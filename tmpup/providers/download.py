@@ -1,7 +1,7 @@
 """A ranged, streamed GET shared by the providers that can download (Qlik, tus, KF5, Pyrus, ET).
 
 A body cut off mid-stream (the connection closed or reset, a read timeout) is continued within the
-run, with the backoff of `http.Retrier`: the rest is asked for with `Range: bytes=N-` (and `If-Range`
+run, with the backoff of `retry.Retrier`: the rest is asked for with `Range: bytes=N-` (and `If-Range`
 when the first answer had a strong ETag). The answer must be a 206 starting at N, for the same file:
 the total size, ETag and Last-Modified are compared with the first answer's. A server that answers
 200 (Range ignored) for the same file is read from the start again and the bytes already held are
@@ -232,7 +232,7 @@ class _Body:
 
     def _reopen(self) -> tuple[requests.Response | None, int]:
         """Ask for the rest; the answer to read and how many of its bytes to skip (None: nothing is left)."""
-        from tmpup.http import RETRY_STATUSES, retry_after_seconds
+        from tmpup.retry import RETRY_STATUSES, retry_after_seconds
 
         response = self._request()
         if response.status_code == 401 and self.reauthorize is not None:
