@@ -54,6 +54,21 @@ def test_compaction_drops_long_expired_then_the_oldest(tmp_path: Path) -> None:
     assert store.receipts_path.stat().st_size <= store.receipts_max_bytes // 2
 
 
+def test_the_first_receipt_makes_the_state_folder_private_and_compaction_makes_none(tmp_path: Path) -> None:
+    """The folder is made by the first append only (not checked again by every one after it); a
+    compaction of receipts that do not exist leaves no folder behind."""
+    store = StateStore(tmp_path / "none" / "state")
+    store.compact_receipts(now=NOW)
+    assert not (tmp_path / "none").exists()
+
+    store = StateStore(tmp_path / "deep" / "state")
+    store.add_receipt(receipt("first", None))
+    store.add_receipt(receipt("second", None))
+    assert tokens(store) == ["first", "second"]
+    assert (tmp_path / "deep" / "state").stat().st_mode & 0o777 == 0o700
+    assert store.receipts_path.stat().st_mode & 0o777 == 0o600
+
+
 def test_an_append_past_the_limit_compacts(tmp_path: Path) -> None:
     limit = 64 * 1024
     store = StateStore(tmp_path / "state", receipts_max_bytes=limit)

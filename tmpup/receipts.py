@@ -157,7 +157,12 @@ class Receipts:
         """An exclusive flock on `receipts.jsonl.lock`, held by an append (one write) and by a compaction."""
         import fcntl
 
-        fd = os.open(self.root / "receipts.jsonl.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        lock = self.root / "receipts.jsonl.lock"
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first receipt of this state folder: make the folder
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -168,28 +173,26 @@ class Receipts:
         """Append one receipt; compact the file when it has grown past `receipts_max_bytes`."""
         # ASCII escapes: a path may hold bytes that are not UTF-8, which only \u escapes carry through.
         line = (json.dumps(receipt, sort_keys=False) + "\n").encode("utf-8")
-        with writing(self.root, "the receipt"):
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Under the lock: an append never lands in a file that a compaction is replacing.
-            with self._lock():
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
-                try:
-                    info = os.fstat(fd)
-                    if not stat.S_ISREG(info.st_mode):  # a fifo would swallow the line unseen
-                        raise OSError(errno.EINVAL, f"{self.path.name} is not a regular file")
-                    if stat.S_IMODE(info.st_mode) & 0o077:
-                        self._make_private(fd, stat.S_IMODE(info.st_mode))
-                    end = info.st_size
-                    # A line torn by a crash (or a full disk) has no newline: this receipt must not
-                    # be glued onto it, where no reader would find it. Its last byte says so.
-                    if end and os.pread(fd, 1, end - 1) != b"\n":
-                        line = b"\n" + line
-                    os.write(fd, line)  # one write() of one line
-                    size = os.fstat(fd).st_size
-                finally:
-                    os.close(fd)
-                if size > self.max_bytes:
-                    self._compact(dt.datetime.now(dt.timezone.utc))
+        # Under the lock: an append never lands in a file that a compaction is replacing.
+        with writing(self.root, "the receipt"), self._lock():
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):  # a fifo would swallow the line unseen
+                    raise OSError(errno.EINVAL, f"{self.path.name} is not a regular file")
+                if stat.S_IMODE(info.st_mode) & 0o077:
+                    self._make_private(fd, stat.S_IMODE(info.st_mode))
+                end = info.st_size
+                # A line torn by a crash (or a full disk) has no newline: this receipt must not
+                # be glued onto it, where no reader would find it. Its last byte says so.
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    line = b"\n" + line
+                os.write(fd, line)  # one write() of one line
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size > self.max_bytes:
+                self._compact(dt.datetime.now(dt.timezone.utc))
 
     def _make_private(self, fd: int, mode: int) -> None:
         """Set an existing receipts.jsonl readable by group or others back to 0600 (DESIGN.md section
@@ -208,6 +211,8 @@ class Receipts:
 
     def compact(self, now: dt.datetime | None = None) -> None:
         """Rewrite receipts.jsonl without receipts long expired, then without the oldest, to half the limit."""
+        if not self.path.exists():
+            return  # nothing to compact (and no state folder to make for it)
         with writing(self.root, "the receipts"), self._lock():
             self._compact(now or dt.datetime.now(dt.timezone.utc))
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tmpup.providers.base import Provider
+    from tmpup.sources import Source
 
 
 @dataclass
@@ -116,6 +121,7 @@ def _aware_date(value: str, name: str) -> dt.datetime:
     return when
 
 
+@functools.lru_cache(maxsize=1024)  # several lookups per file of a many-file run
 def record_key(profile: str, provider: str, path: str) -> str:
     """One record per (profile, provider, absolute path): a new upload of the same file replaces it."""
     # fsencode: a path may hold bytes that are not UTF-8 (they arrive as surrogate escapes).
@@ -189,3 +195,12 @@ class DamagedEntry:
         if self.profile is None or self.provider is None or _key_of(self.profile, self.provider, path) != self.key:
             return None
         return dataclasses.replace(self, path=path)
+
+
+def has_resume_record(provider: Provider, source: Source) -> bool:
+    """Whether an interrupted upload of this file may be waiting (providers that choose between a
+    raw and a tus upload take tus then, so `tmpup upload` resumes by itself)."""
+    if source.temporary:
+        return False
+    key = record_key(provider.env.profile, provider.id, source.absolute)
+    return provider.env.state.record_path(key).exists()

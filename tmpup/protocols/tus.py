@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tmpup.errors import AuthError, ConfigError, InputError, UnexpectedAnswer
-from tmpup.resume_record import record_key
+from tmpup.resume_record import has_resume_record
 from tmpup.retry import RETRY_STATUSES
 from tmpup.units import format_size
 
@@ -284,15 +284,6 @@ def origin(url: str) -> tuple[str, str, int | None]:
 def _origin_text(url: str | tuple[str, str, int | None]) -> str:
     scheme, host, port = origin(url) if isinstance(url, str) else url
     return f"{scheme}://{host}:{port}"
-
-
-def has_resume_record(provider: Provider, source: Source) -> bool:
-    """Whether an interrupted upload of this file may be waiting (providers that choose between a
-    raw and a tus upload take tus then, so `tmpup upload` resumes by itself)."""
-    if source.temporary:
-        return False
-    key = record_key(provider.env.profile, provider.id, source.absolute)
-    return provider.env.state.record_path(key).exists()
 
 
 __all__: list[str] = [

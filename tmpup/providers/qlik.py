@@ -220,7 +220,7 @@ class QlikProvider(Provider):
         )
 
     def _has_resume_record(self, source: Source) -> bool:
-        from tmpup.protocols.tus import has_resume_record
+        from tmpup.resume_record import has_resume_record
 
         return has_resume_record(self, source)
 
