@@ -72,6 +72,14 @@ def span(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(min(values))}-{fmt.format(max(values))}" if values else "n/a"
 
 
+def fmt_ratio(value: float, target: float | None) -> str:
+    """Two decimals, or three where two would round onto the target and hide which side it is on."""
+    text = f"{value:.2f}"
+    if target is not None and value != target and text == f"{target:.2f}":
+        text = f"{value:.3f}"
+    return text
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
@@ -114,7 +122,8 @@ def group_table(group: GroupResult) -> list[str]:
                 else f"{comp.subject} throughput / {comp.yardstick} throughput"
             )
             target = comp.goal or ("n/a" if comp.target is None else f"{comp.target}")
-            lines.append(f"| {name} | {median:.2f} | {span(ratios)} | {target} | {verdict(comp.met(median))} |")
+            shown = fmt_ratio(median, comp.target)
+            lines.append(f"| {name} | {shown} | {span(ratios)} | {target} | {verdict(comp.met(median))} |")
         lines.append("")
     for error in group.errors:
         lines.append(f"- error: {error}")
@@ -146,4 +155,4 @@ def comparison_target(group: GroupResult | None, index: int, text: str) -> Targe
     if not ratios:
         return Target(text, "no successful runs", False)
     median = statistics.median(ratios)
-    return Target(text, f"{median:.2f} (range {span(ratios)})", comp.met(median))
+    return Target(text, f"{fmt_ratio(median, comp.target)} (range {span(ratios)})", comp.met(median))

@@ -261,3 +261,13 @@ def test_harness_end_to_end_on_small_files(tmp_path: Path) -> None:
     for title in ("Raw upload", "Multipart upload (Pyrus", "Enterprise Tester", "tus upload to the sink",
                   "@tus/server", "Download", "small files", "Start-up"):  # fmt: skip
         assert title in report
+
+
+def test_a_ratio_that_rounds_onto_its_target_shows_which_side_it_is_on() -> None:
+    from bench.report import fmt_ratio
+
+    assert fmt_ratio(0.3007, 0.3) == "0.301"  # missed, though "0.30" would read as the target
+    assert fmt_ratio(0.2996, 0.3) == "0.300"  # met by a hair
+    assert fmt_ratio(0.3, 0.3) == "0.30"
+    assert fmt_ratio(0.27, 0.3) == "0.27"
+    assert fmt_ratio(1.154, None) == "1.15"
