@@ -325,6 +325,8 @@ def test_a_file_that_changes_during_the_upload_is_an_integrity_error(
         (["--ttl", "0.5"], 7, "ttl"),
         (["--ttl", "4d"], 7, "ttl"),
         (["--ttl", NINES], 7, "ttl"),
+        (["--ttl", "\u0663\u0660m"], 7, "--ttl"),  # Arabic-Indic digits: float() would read 30
+        (["--chunk-size", "\u0666\u0664M"], 2, "--chunk-size"),
         (["--chunk-size", "99999999P"], 2, "--chunk-size"),
         (["--timeout", "-5"], 2, "--timeout"),
         (["--timeout", "0"], 2, "--timeout"),
@@ -359,6 +361,9 @@ def test_a_chunk_size_beyond_the_file_is_just_one_request(qlik_env: Any, tmp_pat
         ("TMPUP_RETRIES", "-3"),
         ("TMPUP_RETRIES", "many"),
         ("TMPUP_RETRIES", "1.5"),
+        ("TMPUP_RETRIES", "\u0663"),  # int() takes any script's digits, and "1_0"
+        ("TMPUP_RETRIES", "1_0"),
+        ("TMPUP_TTL", "\u0663\u0660m"),
         ("TMPUP_TIMEOUT", "0"),
         ("TMPUP_TIMEOUT", "-1"),
         ("TMPUP_TIMEOUT", "soon"),

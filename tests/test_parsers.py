@@ -33,7 +33,8 @@ def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1", "1X", "M", "1..2M"])
+# Digits of other scripts ("٦٤" is 64 to float()) and the Kelvin sign (a "k" to a case-blind match) are not sizes.
+@pytest.mark.parametrize("text", ["", "abc", "-1", "1X", "M", "1..2M", "\u0666\u0664M", "64\u212a", "\uff16\uff14M"])
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
@@ -47,7 +48,7 @@ def test_parse_duration(text: str, expected: float) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-5", "5y", "h"])
+@pytest.mark.parametrize("text", ["", "abc", "-5", "5y", "h", "\u0663\u0660m", "\u0663\u0660"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

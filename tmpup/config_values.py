@@ -5,6 +5,7 @@ checks and conversions of each key kind (url, int, size, duration, bool, table, 
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ from tmpup.config_file import MAX_SECRET_BYTES, read_text
 from tmpup.errors import ConfigError
 from tmpup.providers.base import KeySpec
 from tmpup.units import parse_duration, parse_size
+
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")  # ASCII digits: int() also takes "1_000" and other scripts'
 
 
 class Secret:
@@ -115,6 +118,8 @@ def _convert(raw: Any, spec: KeySpec) -> Any:
     if spec.kind == "int":
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError("expected a whole number")
+        if isinstance(raw, str) and not _WHOLE.fullmatch(raw):  # int() takes "1_000" and other scripts' digits
+            raise ValueError(f"expected a whole number, not {raw[:40]!r}")
         try:
             number = int(raw)
         except ValueError:
