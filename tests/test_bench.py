@@ -271,3 +271,16 @@ def test_a_ratio_that_rounds_onto_its_target_shows_which_side_it_is_on() -> None
     assert fmt_ratio(0.3, 0.3) == "0.30"
     assert fmt_ratio(0.27, 0.3) == "0.27"
     assert fmt_ratio(1.154, None) == "1.15"
+
+
+def test_the_md5_floor_row_divides_by_the_slower_of_curl_and_the_hash() -> None:
+    from bench.report import CaseResult, GroupResult
+    from bench.run import md5_floor_target
+
+    group = GroupResult("pyrus", "Pyrus")
+    group.cases["tmpup (bar)"] = CaseResult("tmpup (bar)", 1, walls=[1.5, 1.6, 3.0])
+    group.cases["curl -F"] = CaseResult("curl -F", 1, walls=[0.7, 2.0, 0.6])
+    row = md5_floor_target(group, md5=1.5)
+    # rounds: 1.5 / max(0.7, 1.5), 1.6 / max(2.0, 1.5), 3.0 / max(0.6, 1.5) -> 1.0, 0.8, 2.0
+    assert row.measured.startswith("1.00 (range 0.80-2.00; MD5 alone 1.50 s)") and row.ok is None
+    assert md5_floor_target(group, None).measured == "not available"
