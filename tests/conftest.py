@@ -7,13 +7,16 @@ real peer (the Node tus server, the tuspy client).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Helper modules whose `assert`s should explain themselves as the test modules' do.
+pytest.register_assert_rewrite("tests.helpers_providers")
 
 
 @dataclass
@@ -52,6 +58,23 @@ class QuietHTTPServer(http.server.ThreadingHTTPServer):
         import traceback
 
         traceback.print_exc(file=sys.__stderr__)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[QuietHTTPServer]:
+    """Serve `handler` on a free port of 127.0.0.1 from a daemon thread for the `with` block (its
+    address is the server's `url`), then shut the server down and close its socket."""
+    server = QuietHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +123,14 @@ def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     path.chmod(mode)
     return path
+
+
+def write_profile(config_path: Path, name: str, keys: dict[str, Any]) -> str:
+    """Write a config whose only, default, profile `name` holds `keys` (strings and numbers, written
+    as JSON, which TOML reads alike); return `name`."""
+    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+    write_config(config_path, f'default_profile = "{name}"\n\n[profiles.{name}]\n{body}')
+    return name
 
 
 @pytest.fixture
@@ -168,6 +199,17 @@ def run(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = Non
             os.environ.clear()
             os.environ.update(old_env)
     return Result(code, out_buf.getvalue().decode("utf-8"), err_buf.getvalue().decode("utf-8"))
+
+
+def upload_record(*args: str) -> dict[str, Any]:
+    """`tmpup upload ARGS --json --progress none`, which must succeed with nothing on stderr and one
+    JSON result line; return that result."""
+    result = run("upload", *args, "--json", "--progress", "none")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    (line,) = result.lines
+    record: dict[str, Any] = json.loads(line)
+    return record
 
 
 def run_process(

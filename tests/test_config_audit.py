@@ -10,14 +10,13 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import QuietHTTPServer, Result, make_file, run, run_process, write_config
+from tests.conftest import Result, make_file, run, run_process, serving, write_config
 from tmpup.providers import PROVIDERS, provider_class
 
 SECRET = "do-not-echo-me"
@@ -32,11 +31,11 @@ class Counter:
 @pytest.fixture
 def counter() -> Iterator[Counter]:
     """A real HTTP server on a free port that counts every request and answers 500."""
-    box: list[Counter] = []
+    counter = Counter("")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _any(self) -> None:
-            box[0].hits += 1
+            counter.hits += 1
             self.send_response(500)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -46,15 +45,9 @@ def counter() -> Iterator[Counter]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Counter(f"http://127.0.0.1:{server.server_address[1]}"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield box[0]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as server:
+        counter.url = server.url
+        yield counter
 
 
 def config_error(result: Result, *needles: str) -> None:
@@ -110,8 +103,8 @@ def test_a_bad_port_in_a_file_names_file_line_profile_and_key(config_path: Path)
     config_error(result, f"{config_path}:4 profile 'x': bad value for 'url'", "'99999' is not a number in 1-65535")
 
 
-@pytest.mark.parametrize("key", ["files_url", "auth_url"])
-def test_every_url_kind_key_is_checked(config_path: Path, key: str, counter: Counter) -> None:
+def write_pyrus_profile(config_path: Path, counter: Counter, key: str, value: str) -> None:
+    """Profile `p`: Pyrus at the counter, SECRET its security key, and `key = "value"` on line 7 of the file."""
     write_config(
         config_path,
         f"""
@@ -120,9 +113,14 @@ def test_every_url_kind_key_is_checked(config_path: Path, key: str, counter: Cou
         url = "{counter.url}/pyrus"
         login = "bot@demo.pyrus"
         security_key = "{SECRET}"
-        {key} = "http://files host.example/x"
+        {key} = "{value}"
         """,
     )
+
+
+@pytest.mark.parametrize("key", ["files_url", "auth_url"])
+def test_every_url_kind_key_is_checked(config_path: Path, key: str, counter: Counter) -> None:
+    write_pyrus_profile(config_path, counter, key, "http://files host.example/x")
     result = run("profiles", "check", "p")
     config_error(result, f"{config_path}:7 profile 'p': bad value for {key!r}", "the host 'files host.example'")
     assert counter.hits == 0
@@ -190,17 +188,7 @@ def test_a_fragment_is_refused_in_every_url(provider: str, counter: Counter, tmp
 
 
 def test_pyrus_files_url_is_a_base_too(config_path: Path, counter: Counter) -> None:
-    write_config(
-        config_path,
-        f"""
-        [profiles.p]
-        provider = "pyrus"
-        url = "{counter.url}/pyrus"
-        login = "bot@demo.pyrus"
-        security_key = "{SECRET}"
-        files_url = "{counter.url}/files?region=eu"
-        """,
-    )
+    write_pyrus_profile(config_path, counter, "files_url", f"{counter.url}/files?region=eu")
     config_error(run("profiles", "check", "p"), f"{config_path}:7 profile 'p': bad value for 'files_url'", "?query")
     assert counter.hits == 0
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Result, make_file, run, run_process, sha256_file
+from tests.conftest import Result, make_file, run, run_process, sha256_file, upload_record
 from tests.test_cli import ANSI, assert_one_line_error
 from tests.test_enterprise_tester import UPLOAD_PATH as ET_UPLOAD_PATH
 from tests.test_enterprise_tester import et_config
@@ -272,15 +272,6 @@ def assert_error(result: Result, code: int, needle: str = "") -> None:
     assert result.out == ""
     assert_one_line_error(result.err, needle)
     assert not ANSI.search(result.err)
-
-
-def upload_record(*args: str) -> Record:
-    result = run("upload", *args, "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err == ""
-    (line,) = result.lines
-    record: Record = json.loads(line)
-    return record
 
 
 def stored(spec: ProviderSpec, emulator: Emulator, record: Record) -> Blob:

@@ -8,6 +8,7 @@ sure to be downloading (holding the `.part`'s lock) when the second starts: no s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -73,6 +74,22 @@ def start(server: Server, out: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
+@contextlib.contextmanager
+def downloading(server: Server, out: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`start` a download process for the `with` block; one still running at its end is killed."""
+    proc = start(server, out, *extra)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def wait_for_part(part: Path, size: int, what: str = "the download") -> None:
+    """Wait until `part` exists and holds `size` bytes (where `paused` holds the download)."""
+    wait_for(lambda: part.exists() and part.stat().st_size == size, what)
+
+
 def finish(proc: subprocess.Popen[bytes]) -> Result:
     try:
         out, err = proc.communicate(timeout=60)
@@ -113,20 +130,15 @@ def test_a_second_download_of_a_part_being_written_exits_10_and_leaves_it_alone(
     part = part_of(out)
     if held:
         part.write_bytes(DATA[:held])
-    with Server(paused(AT, gate)) as server:
-        downloading = start(server, out, *first)
-        try:
-            wait_for(lambda: part.exists() and part.stat().st_size == held + AT, "the first download")
-            before = snapshot(part)
-            refused = second(server, out, *other)
-            assert_error(refused, 10, *LOCKED)
-            assert snapshot(part) == before  # the same file, not one byte more or less
-            assert len(server.gets) == 1  # the second run asked the server nothing
-            gate.set()
-            done = finish(downloading)
-        finally:
-            if downloading.poll() is None:
-                downloading.kill()
+    with Server(paused(AT, gate)) as server, downloading(server, out, *first) as proc:
+        wait_for_part(part, held + AT, "the first download")
+        before = snapshot(part)
+        refused = second(server, out, *other)
+        assert_error(refused, 10, *LOCKED)
+        assert snapshot(part) == before  # the same file, not one byte more or less
+        assert len(server.gets) == 1  # the second run asked the server nothing
+        gate.set()
+        done = finish(proc)
     assert done.code == 0, done.err
     assert done.out.strip() == str(out)
     assert out.read_bytes() == DATA and not part.exists()
@@ -137,20 +149,15 @@ def test_force_while_another_force_download_of_the_target_runs_exits_10(tmp_path
     out = tmp_path / "out.bin"
     out.write_bytes(b"the old file")
     part = part_of(out)
-    with Server(paused(AT, gate)) as server:
-        downloading = start(server, out, "--force")
-        try:
-            wait_for(lambda: part.exists() and part.stat().st_size == AT, "the first download")
-            before = snapshot(part)
-            assert_error(second(server, out, "--force"), 10, *LOCKED)
-            assert_error(second(server, out), 7, "already exists")  # without --force: the target is there
-            assert snapshot(part) == before
-            assert out.read_bytes() == b"the old file"
-            gate.set()
-            done = finish(downloading)
-        finally:
-            if downloading.poll() is None:
-                downloading.kill()
+    with Server(paused(AT, gate)) as server, downloading(server, out, "--force") as proc:
+        wait_for_part(part, AT, "the first download")
+        before = snapshot(part)
+        assert_error(second(server, out, "--force"), 10, *LOCKED)
+        assert_error(second(server, out), 7, "already exists")  # without --force: the target is there
+        assert snapshot(part) == before
+        assert out.read_bytes() == b"the old file"
+        gate.set()
+        done = finish(proc)
     assert done.code == 0, done.err
     assert out.read_bytes() == DATA and not part.exists()
     assert len(server.gets) == 1
@@ -186,20 +193,15 @@ def test_bytes_that_something_else_put_in_the_part_are_exit_9_and_the_part_is_ke
     download reaches) makes the size on disk disagree with what was downloaded; nothing is renamed."""
     out = tmp_path / "out.bin"
     part = part_of(out)
-    with Server(paused(AT, gate)) as server:
-        downloading = start(server, out)
+    with Server(paused(AT, gate)) as server, downloading(server, out) as proc:
+        wait_for_part(part, AT)
+        fd = os.open(part, os.O_WRONLY)
         try:
-            wait_for(lambda: part.exists() and part.stat().st_size == AT, "the download")
-            fd = os.open(part, os.O_WRONLY)
-            try:
-                os.pwrite(fd, b"!", len(DATA))
-            finally:
-                os.close(fd)
-            gate.set()
-            failed = finish(downloading)
+            os.pwrite(fd, b"!", len(DATA))
         finally:
-            if downloading.poll() is None:
-                downloading.kill()
+            os.close(fd)
+        gate.set()
+        failed = finish(proc)
     assert_error(failed, 9, f"{part} holds {len(DATA) + 1} bytes on disk", f"wrote {len(DATA)}", "was kept")
     assert not out.exists()
     assert part.read_bytes() == DATA + b"!"
@@ -209,15 +211,11 @@ def test_a_target_that_appears_during_the_download_is_not_replaced(tmp_path: Pat
     out = tmp_path / "out.bin"
     part = part_of(out)
     with Server(paused(AT, gate)) as server:
-        downloading = start(server, out)
-        try:
-            wait_for(lambda: part.exists() and part.stat().st_size == AT, "the download")
+        with downloading(server, out) as proc:
+            wait_for_part(part, AT)
             out.write_bytes(b"written meanwhile")
             gate.set()
-            failed = finish(downloading)
-        finally:
-            if downloading.poll() is None:
-                downloading.kill()
+            failed = finish(proc)
         assert_error(failed, 7, f"{out} appeared while downloading", "--continue --force")
         assert out.read_bytes() == b"written meanwhile"
         assert part.read_bytes() == DATA  # complete, under its .part name
@@ -248,14 +246,10 @@ def test_the_command_printed_after_an_interrupted_force_download_carries_force(
     out.write_bytes(b"the old file")
     part = part_of(out)
     with Server(paused(AT, gate)) as server:
-        downloading = start(server, out, "--force")
-        try:
-            wait_for(lambda: part.exists() and part.stat().st_size == AT, "the download")
-            downloading.send_signal(signal.SIGINT)
-            stopped = finish(downloading)
-        finally:
-            if downloading.poll() is None:
-                downloading.kill()
+        with downloading(server, out, "--force") as proc:
+            wait_for_part(part, AT)
+            proc.send_signal(signal.SIGINT)
+            stopped = finish(proc)
         command = f"tmpup download 6571 -o {out} --continue --force"
         assert_error(stopped, 130, f"{part} was kept", f"continue with: {command}")
         assert out.read_bytes() == b"the old file"  # untouched until the new file is complete
@@ -272,15 +266,10 @@ def test_the_command_printed_after_an_interrupted_force_download_carries_force(
 def test_the_command_printed_without_force_has_no_force(tmp_path: Path, gate: threading.Event) -> None:
     out = tmp_path / "out.bin"
     part = part_of(out)
-    with Server(paused(AT, gate)) as server:
-        downloading = start(server, out)
-        try:
-            wait_for(lambda: part.exists() and part.stat().st_size == AT, "the download")
-            downloading.send_signal(signal.SIGTERM)
-            stopped = finish(downloading)
-        finally:
-            if downloading.poll() is None:
-                downloading.kill()
+    with Server(paused(AT, gate)) as server, downloading(server, out) as proc:
+        wait_for_part(part, AT)
+        proc.send_signal(signal.SIGTERM)
+        stopped = finish(proc)
     assert_error(stopped, 130, f"continue with: tmpup download 6571 -o {out} --continue")
     assert "--force" not in stopped.err
     assert part.read_bytes() == DATA[:AT]

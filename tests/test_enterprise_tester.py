@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import make_file, run, sha256_file, write_config
+from tests.conftest import make_file, run, sha256_file, write_profile
 from tests.rss import peak_rss_mib
 from tests.test_pyrus import NAMES
 from tmpup.emulator import Fault
@@ -34,11 +34,10 @@ def et_config(emulator: Any, config_path: Path, **keys: str) -> str:
         "url": f"{emulator.url}/{PROVIDER}",
         "username": emulator.credentials.et_username,
         "password_file": str(secret),
+        "retries": 2,
         **keys,
     }
-    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
-    write_config(config_path, f'default_profile = "et"\n\n[profiles.et]\n{body}retries = 2\n')
-    return "et"
+    return write_profile(config_path, "et", values)
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@ what the session takes from the environment (proxies, CA bundle variables; never
 
 from __future__ import annotations
 
+import http.server
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import QuietHTTPServer, make_file, run, sha256_file
+from tests.conftest import make_file, run, serving, sha256_file
 from tmpup.http import redact_headers
 from tmpup.pacing import RateLimiter, RateRule
 from tmpup.retry import Retrier
@@ -45,100 +46,73 @@ def test_redact_headers() -> None:
 # -- what the session takes from the environment --------------------------------------------------
 
 
-class _Proxy:
+def _proxy(seen: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
     """A plain-HTTP forward proxy that answers every request itself and remembers its request line."""
 
-    def __init__(self) -> None:
-        import http.server
-        import threading
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.requestline)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(201)
+            self.send_header("Location", "/api/v1/temp-contents/0123456789abcdef01234567")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
-        seen: list[str] = []
+        def log_message(self, *args: object) -> None:
+            pass
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                seen.append(self.requestline)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(201)
-                self.send_header("Location", "/api/v1/temp-contents/0123456789abcdef01234567")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.seen = seen
-        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return Handler
 
 
 def test_proxy_variables_are_honoured_and_no_proxy_bypasses_them(
     qlik_profile: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = _Proxy()
-    try:
+    seen: list[str] = []
+    with serving(_proxy(seen)) as proxy:
         src = make_file(tmp_path / "p.bin", 1000)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "example.invalid")
         through = run("upload", str(src), "--no-resume", "--progress", "none")
         assert through.code == 0, through.err
         # A proxied request names the absolute URL: it went to the proxy, not to the emulator.
-        assert len(proxy.seen) == 1 and proxy.seen[0].startswith(f"POST {emulator.url}/qlik/api/v1/temp-contents")
+        assert len(seen) == 1 and seen[0].startswith(f"POST {emulator.url}/qlik/api/v1/temp-contents")
         assert emulator.store.blobs("qlik") == []
 
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         direct = run("upload", str(src), "--no-resume", "--progress", "none")
         assert direct.code == 0, direct.err
-        assert len(proxy.seen) == 1
+        assert len(seen) == 1
         assert emulator.blob_sha256("qlik", direct.out.strip()) == sha256_file(src)
-    finally:
-        proxy.close()
 
 
-class _RefusingProxy:
+def _refusing_proxy(status: int) -> type[http.server.BaseHTTPRequestHandler]:
     """A forward proxy that refuses every CONNECT (the tunnel an https request asks for) with `status`."""
 
-    def __init__(self, status: int) -> None:
-        import http.server
-        import threading
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_CONNECT(self) -> None:
+            self.send_response(status)
+            if status == 407:
+                self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_CONNECT(self) -> None:
-                self.send_response(status)
-                if status == 407:
-                    self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+        def log_message(self, *args: object) -> None:
+            pass
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://proxyuser:proxy-pass-x9@127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return Handler
 
 
 @pytest.mark.parametrize(("status", "code", "needle"), [(407, 3, "asks for credentials (407)"), (502, 10, "(502)")])
 def test_a_proxy_that_refuses_the_tunnel_is_explained_in_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: int, code: int, needle: str
 ) -> None:
-    proxy = _RefusingProxy(status)
-    try:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    with serving(_refusing_proxy(status)) as proxy:
+        # the proxy's own credentials in its URL: they must not show in the error
+        monkeypatch.setenv("HTTPS_PROXY", f"http://proxyuser:proxy-pass-x9@127.0.0.1:{proxy.server_address[1]}")
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         env = {"TMPUP_PROVIDER": "qlik", "TMPUP_URL": "https://tenant.example.invalid", "TMPUP_TOKEN": "t"}
         result = run("upload", str(make_file(tmp_path / "p.bin", 10)), "--retries", "0", env=env)
-    finally:
-        proxy.close()
     assert result.code == code, result.err
     assert result.err.startswith("tmpup: error: ") and result.err.count("\n") == 1
     assert needle in result.err

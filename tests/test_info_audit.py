@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import threading
 import unicodedata
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import QuietHTTPServer, Result, make_file, run, run_process, write_qlik_profile
+from tests.conftest import Result, make_file, run, run_process, serving, write_qlik_profile
 from tests.test_cli import ANSI, assert_one_line_error
 from tests.test_kf5 import kf5_config
 from tests.test_pyrus import pyrus_config
@@ -129,12 +128,8 @@ class _HostileApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile() -> Iterator[str]:
-    server = QuietHTTPServer(("127.0.0.1", 0), _HostileApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with serving(_HostileApi) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize(

@@ -17,19 +17,19 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from tests.conftest import make_file, run, run_process, sha256_file, write_config
-from tmpup.emulator import Credentials, Emulator, Fault
+from tests.conftest import make_file, run, sha256_file, upload_record, write_config, write_profile
+from tests.helpers_providers import (
+    ODD_NAMES,
+    assert_500s_after_all_retries_are_transient,
+    assert_an_environment_profile_uploads,
+    assert_progress_json_reaches_the_total,
+    assert_two_503s_are_retried_without_duplicates,
+    upload_recording_progress,
+)
+from tmpup.emulator import Credentials, Emulator
 from tmpup.emulator.kf5 import Kf5Mount
 
 PROVIDER = "kf5"
-NAMES = [
-    "plain.txt",
-    "with space.txt",
-    "a&b#c%d;e=f+g?.bin",
-    "quote\"s and 'apos'.txt",
-    "ünïcødé отчёт 日本 تقرير.csv",
-    "100% done #1 & more.pdf",
-]
 
 
 def kf5_config(emulator: Any, config_path: Path, auth: str = "api_token", **keys: Any) -> str:
@@ -49,23 +49,12 @@ def kf5_config(emulator: Any, config_path: Path, auth: str = "api_token", **keys
         "retries": 2,
         **keys,
     }
-    body = "".join(f"{key} = {json.dumps(v)}\n" for key, v in values.items())
-    write_config(config_path, f'default_profile = "kf5"\n\n[profiles.kf5]\n{body}')
-    return "kf5"
+    return write_profile(config_path, "kf5", values)
 
 
 @pytest.fixture
 def profile(emulator: Any, config_path: Path) -> str:
     return kf5_config(emulator, config_path)
-
-
-def upload(*args: str) -> dict[str, Any]:
-    result = run("upload", *args, "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err == ""
-    (line,) = result.lines
-    record: dict[str, Any] = json.loads(line)
-    return record
 
 
 def blobs(emulator: Any) -> list[Any]:
@@ -77,7 +66,7 @@ def blobs(emulator: Any) -> list[Any]:
 def test_round_trip(emulator: Any, config_path: Path, tmp_path: Path, size: int, auth: str) -> None:
     kf5_config(emulator, config_path, auth=auth)
     src = make_file(tmp_path / "src.bin", size)
-    record = upload(str(src))
+    record = upload_record(str(src))
     assert (record["provider"], record["name"], record["size"]) == (PROVIDER, "src.bin", size)
     assert record["id"].isdigit() and len(record["token"]) == 31 and record["token"].startswith("001")
     base = f"{emulator.url}/kf5"
@@ -114,10 +103,10 @@ def test_human_output_is_the_token(profile: str, emulator: Any, tmp_path: Path) 
     assert blob.extra["token"] == token
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ODD_NAMES)
 def test_odd_names_arrive_exactly_and_come_back(profile: str, emulator: Any, tmp_path: Path, name: str) -> None:
     src = make_file(tmp_path / "data.bin", 1000)
-    record = upload(str(src), "--name", name)
+    record = upload_record(str(src), "--name", name)
     assert record["name"] == name
     assert emulator.store.get(PROVIDER, record["id"]).name == name
     assert json.loads(run("info", record["id"], "--json").out)["name"] == name
@@ -148,7 +137,7 @@ def test_server_supplied_name_is_reduced_to_a_safe_base_name(profile: str, emula
 
 def test_download_continue_uses_range(profile: str, emulator: Any, tmp_path: Path) -> None:
     src = make_file(tmp_path / "big.bin", 3 * 1024 * 1024 + 5)
-    record = upload(str(src))
+    record = upload_record(str(src))
     dest = tmp_path / "dest"
     dest.mkdir()
     part = dest / "big.bin.part"
@@ -172,7 +161,7 @@ def test_download_continue_uses_range(profile: str, emulator: Any, tmp_path: Pat
 
 def test_download_to_stdout(profile: str, emulator: Any, tmp_path: Path) -> None:
     src = make_file(tmp_path / "s.bin", 100_000)
-    record = upload(str(src))
+    record = upload_record(str(src))
     proc = subprocess.run(
         [sys.executable, "-m", "tmpup", "download", record["id"], "-o", "-"], capture_output=True, timeout=60
     )
@@ -215,7 +204,7 @@ def test_unknown_id_is_not_found(profile: str, command: str) -> None:
 
 
 def test_delete_by_id(profile: str, emulator: Any, tmp_path: Path) -> None:
-    record = upload(str(make_file(tmp_path / "d.txt", 3)))
+    record = upload_record(str(make_file(tmp_path / "d.txt", 3)))
     result = run("delete", record["id"], "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out) == {"id": record["id"], "deleted": True}
@@ -282,37 +271,22 @@ def test_environment_profile_needs_no_file(emulator: Any, tmp_path: Path) -> Non
         "TMPUP_EMAIL": emulator.credentials.kf5_email,
         "TMPUP_API_TOKEN": emulator.credentials.kf5_api_token,
     }
-    src = make_file(tmp_path / "env.txt", 42)
-    result = run_process("upload", str(src), "--json", env=env)
-    assert result.code == 0, result.err
-    record = json.loads(result.out)
-    assert record["profile"] == "env" and record["size"] == 42
-    assert emulator.blob_sha256(PROVIDER, record["id"]) == sha256_file(src)
-    assert emulator.credentials.kf5_api_token not in result.out + result.err
+    assert_an_environment_profile_uploads(emulator, tmp_path, env, handle="id", secret=env["TMPUP_API_TOKEN"])
 
 
 def test_server_errors_are_retried_without_duplicates(profile: str, emulator: Any, tmp_path: Path) -> None:
-    emulator.faults.add(Fault(provider=PROVIDER, method="POST", status=503, retry_after=0, times=2))
-    src = make_file(tmp_path / "f.bin", 2 * 1024 * 1024 + 5)
-    result = run("upload", str(src), "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err.count("server answered 503; retrying") == 2
-    record = json.loads(result.out)
-    assert [b.id for b in blobs(emulator)] == [record["id"]]
-    assert emulator.blob_sha256(PROVIDER, record["id"]) == sha256_file(src)
+    assert_two_503s_are_retried_without_duplicates(emulator, tmp_path, PROVIDER, handle="id")
 
 
 def test_server_errors_after_all_retries_are_transient(profile: str, emulator: Any, tmp_path: Path) -> None:
-    emulator.faults.add(Fault(provider=PROVIDER, status=500, times=None, message="database is down"))
-    result = run("upload", str(make_file(tmp_path / "f.bin", 10)), "--progress", "none", "--retries", "1")
-    assert result.code == 10
-    assert "database is down (InternalError)" in result.err
-    assert result.out == ""
+    assert_500s_after_all_retries_are_transient(
+        emulator, tmp_path, PROVIDER, message="database is down", shown="database is down (InternalError)"
+    )
 
 
 def test_a_download_cut_off_resumes_with_continue(profile: str, emulator: Any, tmp_path: Path) -> None:
     src = make_file(tmp_path / "cut.bin", 3 * 1024 * 1024)
-    record = upload(str(src))
+    record = upload_record(str(src))
     dest = tmp_path / "dest"
     dest.mkdir()
     mount = emulator.mounts[PROVIDER]
@@ -343,39 +317,12 @@ def test_a_download_cut_off_resumes_with_continue(profile: str, emulator: Any, t
 
 
 def test_progress_json_reaches_the_total(profile: str, tmp_path: Path) -> None:
-    src = make_file(tmp_path / "p.bin", 2 * 1024 * 1024 + 1)
-    result = run("upload", str(src), "--progress", "json")
-    assert result.code == 0, result.err
-    events = [json.loads(line) for line in result.err.splitlines()]
-    assert events[0]["event"] == "start" and events[0]["total"] == src.stat().st_size
-    assert events[-1]["event"] == "done" and events[-1]["bytes"] == src.stat().st_size
+    assert_progress_json_reaches_the_total(tmp_path)
 
 
 def test_progress_counts_every_byte_streamed(profile: str, emulator: Any, tmp_path: Path) -> None:
-    from tmpup.providers.base import UploadOptions
-    from tmpup.runtime import GlobalOptions, Runtime
-    from tmpup.sources import open_source
-
-    class Recording:
-        def __init__(self) -> None:
-            self.steps: list[int] = []
-
-        def advance(self, n: int) -> None:
-            self.steps.append(n)
-
-        def set_completed(self, n: int) -> None:
-            pass
-
-        def set_total(self, total: int | None) -> None:
-            pass
-
-        def finish(self, ok: bool = True) -> None:
-            pass
-
     size = 2 * 1024 * 1024 + 9
-    source = open_source(str(make_file(tmp_path / "p.bin", size)))
-    task = Recording()
-    result = Runtime.build(GlobalOptions()).provider.upload(source, UploadOptions(name="p.bin"), task)
+    result, task = upload_recording_progress(tmp_path / "p.bin", size)
     assert sum(task.steps) == size and max(task.steps) == 1024 * 1024
     assert emulator.blob_sha256(PROVIDER, str(result.id)) == sha256_file(tmp_path / "p.bin")
 
@@ -408,7 +355,7 @@ def test_non_ascii_credentials_are_sent_as_utf8(config_path: Path, tmp_path: Pat
     creds = Credentials(kf5_email="агент@пример.рф", kf5_api_token="токен-令牌")
     with Emulator(credentials=creds) as emu:
         kf5_config(emu, config_path)
-        record = upload(str(make_file(tmp_path / "u.txt", 7)))
+        record = upload_record(str(make_file(tmp_path / "u.txt", 7)))
         assert emu.blob_sha256(PROVIDER, record["id"]) == sha256_file(tmp_path / "u.txt")
 
 
@@ -435,7 +382,7 @@ def test_credentials_go_to_content_url_only_on_the_profiles_origin(config_path: 
         mount.seen = []
         kf5_config(emu, config_path)
         src = make_file(tmp_path / "o.txt", 50)
-        record = upload(str(src))
+        record = upload_record(str(src))
         assert record["url"].startswith("http://localhost:")
         dest = tmp_path / "dl"
         dest.mkdir()
@@ -451,7 +398,7 @@ def test_credentials_go_to_content_url_only_on_the_profiles_origin(config_path: 
 def test_debug_output_shows_no_credentials(profile: str, emulator: Any, tmp_path: Path) -> None:
     import base64
 
-    record = upload(str(make_file(tmp_path / "d.txt", 5)))
+    record = upload_record(str(make_file(tmp_path / "d.txt", 5)))
     result = run("download", record["id"], "-o", str(tmp_path / "copy.txt"), "--debug", "--progress", "none")
     assert result.code == 0, result.err
     assert f"attachments/{record['id']}.json" in result.err  # the requests are logged ...

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run, sha256_file, write_config
+from tests.conftest import make_file, run, sha256_file, upload_record, write_profile
 from tests.rss import peak_rss_mib
 from tmpup.emulator import Fault
 
@@ -30,11 +30,10 @@ def pyrus_config(emulator: Any, config_path: Path, **keys: str) -> str:
         "url": f"{emulator.url}/pyrus",
         "login": emulator.credentials.pyrus_login,
         "security_key_file": str(secret),
+        "retries": 2,
         **keys,
     }
-    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
-    write_config(config_path, f'default_profile = "pyrus"\n\n[profiles.pyrus]\n{body}retries = 2\n')
-    return "pyrus"
+    return write_profile(config_path, "pyrus", values)
 
 
 def pyrus_download_id(emulator: Any, guid: str) -> str:
@@ -46,15 +45,6 @@ def mount(emulator: Any) -> Any:
     return emulator.mounts["pyrus"]
 
 
-def upload(*args: str) -> dict[str, Any]:
-    result = run("upload", *args, "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err == ""
-    (line,) = result.lines
-    record: dict[str, Any] = json.loads(line)
-    return record
-
-
 @pytest.fixture
 def profile(emulator: Any, config_path: Path) -> str:
     return pyrus_config(emulator, config_path)
@@ -63,7 +53,7 @@ def profile(emulator: Any, config_path: Path) -> str:
 @pytest.mark.parametrize("size", [1, 5 * 1024 * 1024 + 7])
 def test_round_trip(profile: str, emulator: Any, tmp_path: Path, size: int) -> None:
     src = make_file(tmp_path / "src.bin", size)
-    record = upload(str(src))
+    record = upload_record(str(src))
     assert record["provider"] == "pyrus" and record["profile"] == profile and record["size"] == size
     assert record["url"] is None and record["expires_at"] is None  # Pyrus gives neither
     import hashlib
@@ -89,7 +79,7 @@ def test_round_trip(profile: str, emulator: Any, tmp_path: Path, size: int) -> N
 @pytest.mark.parametrize("name", NAMES)
 def test_odd_names_arrive_exactly(profile: str, emulator: Any, tmp_path: Path, name: str) -> None:
     src = make_file(tmp_path / "data.bin", 1000)
-    record = upload(str(src), "--name", name)
+    record = upload_record(str(src), "--name", name)
     assert record["name"] == name
     blob = emulator.store.get("pyrus", pyrus_download_id(emulator, record["id"]))
     assert blob.name == name
@@ -103,7 +93,7 @@ def test_odd_names_arrive_exactly(profile: str, emulator: Any, tmp_path: Path, n
 def test_a_backslash_in_a_file_name_arrives_exactly(profile: str, emulator: Any, tmp_path: Path) -> None:
     # --name refuses path separators, but on POSIX a file may be called this.
     src = make_file(tmp_path / 'back\\slash "q".txt', 10)
-    record = upload(str(src))
+    record = upload_record(str(src))
     blob = emulator.store.get("pyrus", pyrus_download_id(emulator, record["id"]))
     assert blob.name == 'back\\slash "q".txt'
 
@@ -119,7 +109,7 @@ def test_token_is_fetched_once_per_run(profile: str, emulator: Any, tmp_path: Pa
 def test_a_401_authenticates_again_once(profile: str, emulator: Any, tmp_path: Path) -> None:
     emulator.faults.add(Fault(provider="pyrus", path="/v4/files/upload", status=401, times=1))
     src = make_file(tmp_path / "f.bin", 2 * 1024 * 1024 + 1)
-    record = upload(str(src))
+    record = upload_record(str(src))
     assert len(mount(emulator).tokens) == 2
     assert emulator.blob_sha256("pyrus", pyrus_download_id(emulator, record["id"])) == sha256_file(src)
 
@@ -161,7 +151,7 @@ def test_files_over_the_size_limit_are_refused_before_any_request(
     assert "1.0 KiB" in result.err or "1 KiB" in result.err or "1024" in result.err
     assert mount(emulator).tokens == {}
     assert emulator.store.blobs("pyrus") == []
-    assert upload(str(make_file(tmp_path / "g.bin", 1024)))["size"] == 1024
+    assert upload_record(str(make_file(tmp_path / "g.bin", 1024)))["size"] == 1024
 
 
 def test_a_name_with_a_line_break_is_refused_before_any_request(profile: str, emulator: Any, tmp_path: Path) -> None:
@@ -250,7 +240,7 @@ def test_auth_url_and_files_url_overrides(emulator: Any, config_path: Path, tmp_
         auth_url=f"{emulator.url}/pyrus/v4/auth",  # the older api.pyrus.com/v4/auth form
         files_url=f"{emulator.url}/pyrus",
     )
-    record = upload(str(make_file(tmp_path / "f.bin", 10)))
+    record = upload_record(str(make_file(tmp_path / "f.bin", 10)))
     assert len(record["id"]) == 36
     check = run("profiles", "check", "pyrus")
     assert check.code == 0, check.err

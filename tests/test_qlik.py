@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import QuietHTTPServer, make_file, run, sha256_file
+from tests.conftest import make_file, run, serving, sha256_file
 from tmpup.emulator import Fault
 
 NAMES = ["plain.txt", "with space.txt", "ünïcødé отчёт 日本.csv", "quote\"s and 'apos'.txt", "a&b#c%d.bin"]
@@ -213,7 +213,6 @@ def test_progress_json_reaches_total(qlik_profile: str, tmp_path: Path) -> None:
 def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A URL that points at a web site rather than the API: one line, no traceback."""
     import http.server
-    import threading
 
     class Html(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -227,15 +226,11 @@ def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Html)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Html) as server:
         monkeypatch.setenv("TMPUP_PROVIDER", "qlik")
-        monkeypatch.setenv("TMPUP_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("TMPUP_URL", server.url)
         monkeypatch.setenv("TMPUP_TOKEN", "t")
         result = run("info", "abc")
-    finally:
-        server.shutdown()
     assert result.code == 3, result.err
     assert "HTML page" in result.err and "Traceback" not in result.err
     assert result.err.count("\n") == 1

@@ -18,19 +18,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_file, run, sha256_file, write_config
-from tests.test_tus_client import MIB, assert_clean, records, tus_profile, upload_id
-from tmpup.emulator import Emulator, Fault
+from tests.test_tus_client import MIB, assert_clean, fail_with_503, records, tus_profile, upload_id
+from tmpup.emulator import Emulator
 
 __all__ = ["tus_profile"]  # a fixture, imported for this module's tests
 
 
 def interrupted(emu: Emulator, provider: str, src: Path, *extra: str) -> dict[str, Any]:
     """Leave an interrupted upload of `src` behind; return the record's row from `resume --list --json`."""
-    emu.faults.add(Fault(provider=provider, method="PATCH", status=503, retry_after=0, times=None))
-    failed = run("upload", str(src), "--progress", "none", *extra)
-    assert failed.code == 10, failed.err
+    failed = fail_with_503(emu, provider, str(src), *extra)
     assert f"tmpup resume {shlex.quote(str(src))}" in failed.err  # a command one can paste
-    emu.faults.clear()
     rows = [json.loads(line) for line in run("resume", "--list", "--json").lines]
     (row,) = [r for r in rows if r["file"] == str(src.resolve())]
     return row
@@ -297,10 +294,7 @@ def test_a_file_name_that_is_not_utf8_uploads_and_resumes_under_name(
     refused = run("upload", str(src), "--progress", "none")
     assert refused.code == 7 and "not valid UTF-8" in refused.err
 
-    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
-    failed = run("upload", str(src), "--name", "ok.bin", "--progress", "none")
-    assert failed.code == 10, failed.err
-    emulator.faults.clear()
+    failed = fail_with_503(emulator, "tus", str(src), "--name", "ok.bin")
     (record,) = records(state_dir)
     assert record["file"]["path"] == str(src.resolve()) and record["name"] == "ok.bin"
     # messages show the byte as '?', a different file: the printed command names the record instead
@@ -420,9 +414,7 @@ def test_no_resume_neither_uses_nor_keeps_a_record(
 
 
 def test_stdin_uploads_keep_no_record(tus_profile: str, emulator: Emulator, state_dir: Path) -> None:
-    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
-    failed = run("upload", "-", "--name", "piped.txt", "--progress", "none", stdin=b"x" * 5000)
-    assert failed.code == 10, failed.err
+    failed = fail_with_503(emulator, "tus", "-", "--name", "piped.txt", stdin=b"x" * 5000)
     assert "tmpup resume" not in failed.err  # a spooled stdin is gone after the run: nothing to resume
     assert_clean(state_dir)
 
@@ -437,10 +429,7 @@ def test_the_printed_resume_command_carries_the_config_the_upload_was_given(
     other.parent.mkdir()
     write_config(other, f'[profiles.alt]\nprovider = "tus"\nurl = "{emulator.mount_url("tus")}"\nretries = 1\n')
     src = make_file(tmp_path / "f.bin", 3 * MIB)
-    emulator.faults.add(Fault(provider="tus", method="PATCH", status=503, retry_after=0, times=None))
-    failed = run("upload", str(src), "--config", str(other), "-p", "alt", "--progress", "none", "-q")
-    assert failed.code == 10, failed.err
-    emulator.faults.clear()
+    failed = fail_with_503(emulator, "tus", str(src), "--config", str(other), "-p", "alt", "-q")
     command = failed.err.rsplit("continue it with: ", 1)[1].strip()
     assert command == f"tmpup resume {shlex.quote(str(src))} --config {shlex.quote(str(other))}"
     done = run(*shlex.split(command)[1:], "--json", "--progress", "none")  # pasted back as printed

@@ -20,6 +20,7 @@ from tests.conftest import make_file, run, sha256_file
 from tests.test_tus_client import (
     MIB,
     assert_clean,
+    fail_with_503,
     finish,
     interrupt_midway,
     records,
@@ -37,10 +38,7 @@ __all__ = ["tus_profile"]  # a fixture, imported for this module's tests
 
 def kept_after_503(emu: Emulator, provider: str, src: Path, *extra: str) -> dict[str, Any]:
     """Leave an interrupted upload of `src` (exit 10, every PATCH answered 503); return its record."""
-    emu.faults.add(Fault(provider=provider, method="PATCH", status=503, retry_after=0, times=None))
-    failed = run("upload", str(src), "--progress", "none", *extra)
-    emu.faults.clear()
-    assert failed.code == 10, failed.err
+    fail_with_503(emu, provider, str(src), *extra)
     (record,) = [r for r in records(Path(os.environ["TMPUP_STATE_DIR"])) if r["file"]["path"] == str(src.resolve())]
     return record
 

@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_file, run, run_process, sha256_file, write_config
+from tests.conftest import make_file, run, sha256_file, upload_record, write_config, write_profile
+from tests.helpers_providers import (
+    ODD_NAMES,
+    assert_500s_after_all_retries_are_transient,
+    assert_an_environment_profile_uploads,
+    assert_progress_json_reaches_the_total,
+    assert_two_503s_are_retried_without_duplicates,
+    upload_recording_progress,
+)
 from tmpup.emulator import Credentials, Emulator, Fault
 
 PROVIDER = "thulium"
-NAMES = [
-    "plain.txt",
-    "with space.txt",
-    "a&b#c%d;e=f+g?.bin",
-    "quote\"s and 'apos'.txt",
-    "ünïcødé отчёт 日本 تقرير.csv",
-    "100% done #1 & more.pdf",
-]
 
 
 def thulium_config(emulator: Any, config_path: Path, **keys: Any) -> str:
@@ -46,23 +46,12 @@ def thulium_config(emulator: Any, config_path: Path, **keys: Any) -> str:
         "retries": 2,
         **keys,
     }
-    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
-    write_config(config_path, f'default_profile = "thulium"\n\n[profiles.thulium]\n{body}')
-    return "thulium"
+    return write_profile(config_path, "thulium", values)
 
 
 @pytest.fixture
 def profile(emulator: Any, config_path: Path) -> str:
     return thulium_config(emulator, config_path)
-
-
-def upload(*args: str) -> dict[str, Any]:
-    result = run("upload", *args, "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err == ""
-    (line,) = result.lines
-    record: dict[str, Any] = json.loads(line)
-    return record
 
 
 def blobs(emulator: Any) -> list[Any]:
@@ -73,7 +62,7 @@ def blobs(emulator: Any) -> list[Any]:
 def test_round_trip(profile: str, emulator: Any, tmp_path: Path, size: int) -> None:
     src = make_file(tmp_path / "src.bin", size)
     before = dt.datetime.now(dt.timezone.utc)
-    record = upload(str(src))
+    record = upload_record(str(src))
     after = dt.datetime.now(dt.timezone.utc)
 
     token = record["token"]
@@ -103,17 +92,17 @@ def test_human_output_is_the_token_alone(profile: str, emulator: Any, tmp_path: 
     assert emulator.store.find(PROVIDER, token).name == "h.txt"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ODD_NAMES)
 def test_odd_names_arrive_exactly(profile: str, emulator: Any, tmp_path: Path, name: str) -> None:
     src = make_file(tmp_path / "data.bin", 100)
-    record = upload(str(src), "--name", name)
+    record = upload_record(str(src), "--name", name)
     assert record["name"] == name
     assert emulator.store.find(PROVIDER, record["token"]).name == name
 
 
 def test_a_file_named_oddly_on_disk_keeps_its_name(profile: str, emulator: Any, tmp_path: Path) -> None:
     src = make_file(tmp_path / 'back\\slash "q" & 50%.txt', 10)
-    record = upload(str(src))
+    record = upload_record(str(src))
     assert emulator.store.find(PROVIDER, record["token"]).name == 'back\\slash "q" & 50%.txt'
 
 
@@ -132,7 +121,7 @@ def test_info_says_expired_after_24_hours(
     from tmpup.errors import GoneError
     from tmpup.runtime import GlobalOptions, Runtime
 
-    record = upload(str(make_file(tmp_path / "old.txt", 3)))
+    record = upload_record(str(make_file(tmp_path / "old.txt", 3)))
     rt = Runtime.build(GlobalOptions(json=True))
     later = dataclasses.replace(rt, clock=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=24, seconds=1))
     capsys.readouterr()
@@ -147,7 +136,7 @@ def test_info_says_expired_after_24_hours(
 
 
 def test_download_and_delete_are_unsupported(profile: str, emulator: Any, tmp_path: Path) -> None:
-    record = upload(str(make_file(tmp_path / "d.txt", 3)))
+    record = upload_record(str(make_file(tmp_path / "d.txt", 3)))
     got = run("download", record["token"])
     assert got.code == 8
     assert "Thulium's API has no download" in got.err
@@ -193,22 +182,13 @@ def test_error_envelope_with_request_id_becomes_the_message(profile: str, emulat
 
 
 def test_server_errors_are_retried(profile: str, emulator: Any, tmp_path: Path) -> None:
-    emulator.faults.add(Fault(provider=PROVIDER, method="POST", status=503, retry_after=0, times=2))
-    src = make_file(tmp_path / "f.bin", 2 * 1024 * 1024 + 5)
-    result = run("upload", str(src), "--json", "--progress", "none")
-    assert result.code == 0, result.err
-    assert result.err.count("server answered 503; retrying") == 2
-    token = json.loads(result.out)["token"]
-    assert [b.id for b in blobs(emulator)] == [token]
-    assert emulator.blob_sha256(PROVIDER, token) == sha256_file(src)
+    assert_two_503s_are_retried_without_duplicates(emulator, tmp_path, PROVIDER, handle="token")
 
 
 def test_server_errors_after_all_retries_are_transient(profile: str, emulator: Any, tmp_path: Path) -> None:
-    emulator.faults.add(Fault(provider=PROVIDER, status=500, times=None, message="Internal error."))
-    result = run("upload", str(make_file(tmp_path / "f.bin", 10)), "--progress", "none", "--retries", "1")
-    assert result.code == 10
-    assert "Internal error. (code 500001) [request_id " in result.err
-    assert result.out == ""
+    assert_500s_after_all_retries_are_transient(
+        emulator, tmp_path, PROVIDER, message="Internal error.", shown="Internal error. (code 500001) [request_id "
+    )
 
 
 def test_a_dropped_connection_is_retried_with_the_whole_file(profile: str, emulator: Any, tmp_path: Path) -> None:
@@ -226,45 +206,15 @@ def test_a_dropped_connection_is_retried_with_the_whole_file(profile: str, emula
 
 def test_progress_counts_every_byte_streamed(profile: str, emulator: Any, tmp_path: Path) -> None:
     """The provider reports progress as the body streams, in blocks, up to the total."""
-    from tmpup.providers.base import UploadOptions
-    from tmpup.runtime import GlobalOptions, Runtime
-    from tmpup.sources import open_source
-
-    class Recording:
-        def __init__(self) -> None:
-            self.steps: list[int] = []
-            self.completed = 0
-
-        def advance(self, n: int) -> None:
-            self.steps.append(n)
-            self.completed += n
-
-        def set_completed(self, n: int) -> None:
-            self.completed = n
-
-        def set_total(self, total: int | None) -> None:
-            pass
-
-        def finish(self, ok: bool = True) -> None:
-            pass
-
     size = 3 * 1024 * 1024 + 100
-    source = open_source(str(make_file(tmp_path / "p.bin", size)))
-    provider = Runtime.build(GlobalOptions()).provider
-    task = Recording()
-    result = provider.upload(source, UploadOptions(name="p.bin"), task)
+    result, task = upload_recording_progress(tmp_path / "p.bin", size)
     assert task.completed == size and sum(task.steps) == size
     assert len(task.steps) == 4 and max(task.steps) == 1024 * 1024  # 1 MiB blocks, not 16 KiB
     assert emulator.blob_sha256(PROVIDER, str(result.token)) == sha256_file(tmp_path / "p.bin")
 
 
 def test_progress_json_reaches_the_total(profile: str, tmp_path: Path) -> None:
-    src = make_file(tmp_path / "p.bin", 2 * 1024 * 1024 + 1)
-    result = run("upload", str(src), "--progress", "json")
-    assert result.code == 0, result.err
-    events = [json.loads(line) for line in result.err.splitlines()]
-    assert events[0]["event"] == "start" and events[0]["total"] == src.stat().st_size
-    assert events[-1]["event"] == "done" and events[-1]["bytes"] == src.stat().st_size
+    assert_progress_json_reaches_the_total(tmp_path)
 
 
 def test_profiles_check(profile: str, emulator: Any) -> None:
@@ -284,7 +234,7 @@ def test_profiles_check_with_a_wrong_password(emulator: Any, config_path: Path) 
 
 def test_url_may_end_in_api(emulator: Any, config_path: Path, tmp_path: Path) -> None:
     thulium_config(emulator, config_path, url=f"{emulator.url}/thulium/api/")
-    record = upload(str(make_file(tmp_path / "a.txt", 5)))
+    record = upload_record(str(make_file(tmp_path / "a.txt", 5)))
     assert emulator.store.find(PROVIDER, record["token"]).size == 5
 
 
@@ -310,20 +260,14 @@ def test_environment_profile_needs_no_file(emulator: Any, tmp_path: Path) -> Non
         "TMPUP_USERNAME": emulator.credentials.thulium_username,
         "TMPUP_PASSWORD": emulator.credentials.thulium_password,
     }
-    src = make_file(tmp_path / "env.txt", 42)
-    result = run_process("upload", str(src), "--json", env=env)
-    assert result.code == 0, result.err
-    record = json.loads(result.out)
-    assert record["profile"] == "env" and record["size"] == 42
-    assert emulator.blob_sha256(PROVIDER, record["token"]) == sha256_file(src)
-    assert emulator.credentials.thulium_password not in result.out + result.err
+    assert_an_environment_profile_uploads(emulator, tmp_path, env, handle="token", secret=env["TMPUP_PASSWORD"])
 
 
 def test_non_ascii_credentials_are_sent_as_utf8(config_path: Path, tmp_path: Path) -> None:
     creds = Credentials(thulium_username="użytkownik_api", thulium_password="hasło-źdźbło")
     with Emulator(credentials=creds) as emu:
         thulium_config(emu, config_path)
-        record = upload(str(make_file(tmp_path / "pl.txt", 7)))
+        record = upload_record(str(make_file(tmp_path / "pl.txt", 7)))
         assert emu.store.find(PROVIDER, record["token"]).size == 7
 
 
@@ -350,7 +294,7 @@ def test_size_mismatch_is_an_integrity_error(profile: str, emulator: Any, tmp_pa
 
 def test_sha256_of_the_receipt_matches_with_checksum(profile: str, tmp_path: Path) -> None:
     src = make_file(tmp_path / "c.bin", 1024 * 1024 + 3)
-    record = upload(str(src), "--checksum")
+    record = upload_record(str(src), "--checksum")
     assert record["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import make_file, run, sha256_file, write_config, write_tus_profile
+from tests.conftest import Result, make_file, run, sha256_file, write_config, write_tus_profile
 from tests.rss import peak_rss_mib
 from tmpup.emulator import Emulator, Fault
 from tmpup.protocols.tus import decode_metadata, encode_metadata, parse_http_date
@@ -94,6 +94,16 @@ def start(*args: str) -> subprocess.Popen[bytes]:
 def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out.decode(), err.decode()
+
+
+def fail_with_503(emu: Emulator, provider: str, *args: str, stdin: bytes | None = None) -> Result:
+    """`tmpup upload ARGS --progress none` while the emulator answers every PATCH of `provider` with
+    503: the upload must fail with exit 10 once its retries are spent. The fault is cleared after."""
+    emu.faults.add(Fault(provider=provider, method="PATCH", status=503, retry_after=0, times=None))
+    failed = run("upload", *args, "--progress", "none", stdin=stdin)
+    emu.faults.clear()
+    assert failed.code == 10, failed.err
+    return failed
 
 
 def interrupt_midway(
