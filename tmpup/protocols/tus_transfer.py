@@ -9,11 +9,9 @@
    a new upload starts and the user is told why, in one line.
 2. Otherwise POST creates an upload and the record is written (atomically, 0600, no credentials)
    before the first PATCH, so even a process killed with SIGKILL can be resumed.
-3. PATCH streams the file from the server's offset: by default the whole remainder in one request
-   (fast, and few requests against rate limits), or `chunk_size` pieces for proxies with body
-   limits; the body is a `FileSlice` (1 MiB reads, known length), never a chunk in memory. The
-   server's `Upload-Offset` is trusted over our own count. 409 -> HEAD and realign;
-   423/429/5xx/network -> back off, HEAD, continue; 404/410 -> a new upload; 412/413/415 are fatal.
+3. PATCH streams the file from the server's offset (`tus_patch_loop.PatchLoop`, which a `Transfer`
+   is: HEAD, PATCH, back-off, new uploads); at the loop's checkpoints the record is rewritten, a
+   PATCH's answer at most every `SAVE_INTERVAL`, so `resume --list` shows where the upload is.
 4. Success deletes the record. A failure, Ctrl-C or SIGTERM keeps it, and the error's hint holds
    the command that continues it (`tmpup resume FILE`). The record's offset is written exact only
    when the server confirmed it after the last PATCH (a short HEAD at that moment): bytes handed to
@@ -31,51 +29,26 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from tmpup.errors import (
-    GoneError,
-    InputError,
-    IntegrityError,
-    Interrupted,
-    TmpupError,
-    TransientError,
-    transport_reason,
-)
+from tmpup.errors import GoneError, InputError, IntegrityError, Interrupted, TmpupError, TransientError
 from tmpup.http import redact_url
-from tmpup.protocols.tus import (
-    OFFSET_OCTET_STREAM,
-    TusClient,
-    TusOutcome,
-    header_int,
-    parse_http_date,
-    resume_command,
-)
+from tmpup.protocols.tus import TusClient, TusOutcome, header_int, resume_command
+from tmpup.protocols.tus_patch_loop import PatchLoop
 from tmpup.resume_record import DamagedRecord, ResumeRecord, record_key
-from tmpup.retry import RETRY_STATUSES
-from tmpup.sources import check_cancel, pause
-from tmpup.units import format_duration, format_size
+from tmpup.units import format_duration
 
 if TYPE_CHECKING:
     from tmpup.progress import Task
     from tmpup.providers.base import UploadOptions
     from tmpup.sources import Source
 
-#: New uploads started after the server forgot or expired one; a TTL too short for the link
-#: would otherwise start over forever.
-MAX_RESTARTS = 2
-#: Consecutive 423 Locked answers tolerated after a PATCH of ours was cut (or a record is resumed): the
-#: dangling request can hold the server's lock a while. Otherwise 423 counts against --retries.
-MAX_LOCKED = 12
-#: The smallest PATCH a proxy's 413 halves the chunks down to; a 413 for one this small is final.
-MIN_CHUNK = 256 * 1024
 #: Seconds between rewrites of the record's informational offset during a chunked upload.
 SAVE_INTERVAL = 2.0
 #: How long a stopping upload may spend asking the server where it is (a Ctrl-C must stay quick).
 KEEP_PROBE_SECONDS = 2.0
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-class Transfer:
-    """One upload of one file: see the module docstring."""
+class Transfer(PatchLoop):
+    """One upload of one file that keeps its resume record: see the module docstring."""
 
     def __init__(
         self,
@@ -88,16 +61,8 @@ class Transfer:
         ttl: int | None,
         terminate: bool,
     ) -> None:
+        super().__init__(client, source, options, task, create_url, metadata, ttl)
         provider = client.provider
-        self.provider = provider
-        self.client = client
-        self.source = source
-        self.options = options
-        self.task = task
-        self.create_url = create_url
-        self.metadata = metadata
-        self.new_ttl = ttl  # the TTL a new upload is created with (in `metadata` too)
-        self.ttl = ttl  # the TTL of the upload being fed: a resumed one keeps its own
         self.terminate = terminate
         self.state = provider.env.state
         # stdin is spooled to a temp file that is gone after this run: nothing to resume from.
@@ -105,34 +70,9 @@ class Transfer:
         self.identity = source.identity() if self.keep_records else None
         self.path = self.identity.path if self.identity else str(source.path)
         self.key = record_key(provider.env.profile, provider.id, self.path)
-        self.url = ""
-        self.offset = 0
-        self.created_at = provider.env.clock()
-        self.expires_at: dt.datetime | None = None
-        self.resumed = False
-        self.resumed_from = 0
-        self.announce = False
-        self.need_sync = False
-        # A PATCH went out since the server last said where it is: it may hold more than `offset`.
-        self.in_doubt = False
         self.record_saved = False
         self.saved_at = 0.0
-        self.restarts = 0
         self.checksum = options.checksum  # kept in the record: `tmpup resume` reports the sha256 as asked
-        self.chunk = options.chunk_size  # None: the whole remainder in one PATCH; halved on a proxy's 413
-        self.last_length = 0
-        # A request of ours may still hold the server's lock: one was cut, or an earlier run was stopped.
-        self.dangling = False
-
-    @property
-    def size(self) -> int:
-        return self.source.size
-
-    def note(self, text: str) -> None:
-        # The retrier's notify is the run's note channel (stderr, silent with -q).
-        self.provider.env.retrier.notify(f"{self.source.display}: {text}")
-
-    # -- records --------------------------------------------------------------------------------
 
     def run(self) -> TusOutcome:
         if not self.keep_records:
@@ -209,6 +149,16 @@ class Transfer:
         with contextlib.suppress(TmpupError):  # best effort: the server expires it anyway
             self.client.terminate(url)
 
+    def checkpoint(self, periodic: bool = False) -> None:
+        """Rewrite the record where the loop says; a PATCH's answer (`periodic`) only now and then."""
+        if not self.keep_records:
+            return
+        # The offset a PATCH's answer gives is informational: one rewrite per SAVE_INTERVAL, none
+        # once the last byte is in (success deletes the record next).
+        if periodic and (self.offset >= self.size or time.monotonic() - self.saved_at <= SAVE_INTERVAL):
+            return
+        self.save()
+
     def save(self, exact: bool = False) -> None:
         """Write the record; `exact`: the upload has stopped and the server confirmed `offset` since."""
         assert self.identity is not None
@@ -272,188 +222,6 @@ class Transfer:
         except (requests.RequestException, Interrupted):
             return False
         return False
-
-    def outcome(self) -> TusOutcome:
-        return TusOutcome(self.url, self.created_at, self.expires_at, self.resumed, self.resumed_from, self.ttl)
-
-    # -- the protocol ---------------------------------------------------------------------------
-
-    def create(self) -> None:
-        self.created_at = self.provider.env.clock()
-        self.url, expires = self.client.create(self.create_url, self.size, self.metadata)
-        self.ttl = self.new_ttl
-        if self.ttl is not None:
-            by_ttl = self.created_at + dt.timedelta(seconds=self.ttl)
-            expires = min(expires, by_ttl) if expires else by_ttl
-        self.expires_at = expires
-        self.offset = 0
-        self.need_sync = self.in_doubt = False
-        if self.keep_records:
-            self.save()
-
-    def restart(self, why: str) -> None:
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS:
-            if self.new_ttl is not None:  # Qlik: the TTL asked for is the upload's lifetime
-                hint = "the upload expires before it can finish: use a longer --ttl or a faster link"
-            else:  # a tus server decides itself how long an upload lives; --ttl is ignored there
-                hint = (
-                    "the server drops the upload before it can finish (it decides itself when uploads "
-                    "expire): use a faster link, or ask the server's operator for a longer expiry"
-                )
-            raise GoneError(
-                f"{self.provider.id}: {self.source.display}: {why}, after {self.restarts - 1} new uploads already",
-                hint=hint,
-                provider=self.provider.id,
-            )
-        self.provider.env.warn(f"{self.source.display}: {why}; starting a new upload")
-        self.resumed = self.announce = False
-        self.resumed_from = 0
-        self.create()
-        self.task.resume_at(0)  # back to zero is not negative throughput
-
-    def loop(self) -> None:
-        """HEAD when out of sync, PATCH while bytes remain; every answer moves `offset` or backs off.
-
-        Whatever ends it, the progress shows what the server confirmed, not what was sent."""
-        try:
-            self._loop()
-        except BaseException:
-            self.task.set_completed(self.offset)
-            raise
-
-    def _loop(self) -> None:
-        retrier = self.provider.env.retrier
-        failures = locked = 0
-        while True:
-            check_cancel()
-            if not self.need_sync and self.offset >= self.size:
-                return
-            method = "HEAD" if self.need_sync else "PATCH"
-            before = self.offset
-            try:
-                response = self.head() if self.need_sync else self.patch()
-            except requests.exceptions.SSLError as exc:
-                with self.provider.transport_errors("upload"):
-                    raise exc
-            except _NETWORK_ERRORS as exc:
-                failures += 1
-                if failures > retrier.retries:
-                    with self.provider.transport_errors("upload"):
-                        raise exc
-                self.pause(failures, None, f"{method} failed ({transport_reason(exc)})", retrier.retries)
-                self.need_sync = True
-                self.dangling = self.dangling or method == "PATCH"
-                continue
-            response.close()
-            status = response.status_code
-            if status in (200, 204):
-                self.accept(response, method)
-                if self.offset > before:
-                    failures = locked = 0
-                elif method == "PATCH":
-                    failures += 1  # the server took nothing: do not loop forever
-                    if failures > retrier.retries:
-                        raise TransientError(
-                            f"{self.provider.id}: the server keeps accepting PATCHes without storing them",
-                            provider=self.provider.id,
-                        )
-            elif status in (404, 410):
-                self.restart(f"the server no longer has the upload ({status} {response.reason or ''})".strip())
-            elif status == 409 and method == "PATCH":
-                failures += 1
-                if failures > retrier.retries:
-                    self.client.check(response, ok=())
-                self.need_sync = True
-            elif status == 423:
-                locked += 1
-                limit = max(MAX_LOCKED, retrier.retries) if self.dangling else retrier.retries
-                if locked > limit:
-                    self.client.check(response, ok=())
-                self.pause(locked, response, f"the upload is locked on the server (423, {method})", limit)
-                self.need_sync = True
-            elif status in RETRY_STATUSES:
-                failures += 1
-                if failures > retrier.retries:
-                    self.client.check(response, ok=())
-                self.pause(failures, response, f"the server answered {status} to {method}", retrier.retries)
-                self.need_sync = True
-            elif status == 413 and method == "PATCH" and self.last_length > MIN_CHUNK:
-                # Not the upload's size (creation accepted that): a proxy's limit on request bodies.
-                # What the server holds stays; halve the PATCHes until they get through.
-                self.chunk = max(MIN_CHUNK, self.last_length // 2)
-                self.note(
-                    f"the server refused a PATCH of {format_size(self.last_length)} (413: a proxy's body limit?); "
-                    f"continuing in PATCHes of {format_size(self.chunk)} (--chunk-size sets this)"
-                )
-                self.need_sync = True
-            else:
-                self.client.check(response, ok=())
-
-    def head(self) -> requests.Response:
-        return self.client.session.head(self.url, headers=self.client.headers_for(self.url))
-
-    def patch(self) -> requests.Response:
-        remaining = self.size - self.offset
-        chunk = self.chunk
-        length = remaining if not chunk else min(chunk, remaining)
-        self.last_length = length
-        self.task.set_completed(self.offset)
-        body = self.source.slice(self.offset, length, progress=self.task.advance)
-        headers = {
-            **self.client.headers_for(self.url),
-            "Upload-Offset": str(self.offset),
-            "Content-Type": OFFSET_OCTET_STREAM,
-        }
-        self.in_doubt = True
-        return self.client.session.patch(self.url, data=body, headers=headers)
-
-    def accept(self, response: requests.Response, method: str) -> None:
-        """Take the server's word for the offset (HEAD or a successful PATCH)."""
-        if method == "HEAD":
-            status = self.client.parse_status(response)
-            if (status.length is not None and status.length != self.size) or status.offset > self.size:
-                self.restart(f"the server's upload holds {status.length} bytes, the file {self.size}")
-                return
-            self.offset = status.offset
-            self.need_sync = self.in_doubt = False
-            if status.expires_at is not None:
-                self.expires_at = status.expires_at
-            if self.announce:
-                self.announce = False
-                self.resumed_from = self.offset
-                pct = 100 * self.offset // self.size if self.size else 100
-                self.note(f"resuming at {format_size(self.offset)} of {format_size(self.size)} ({pct}%)")
-                # The bar starts where the server is; those bytes are not this run's throughput.
-                self.task.resume_at(self.offset)
-                if self.keep_records:
-                    self.save()  # `tmpup resume --list` shows where the server is
-            self.task.set_completed(self.offset)
-            return
-        new = header_int(response.headers.get("Upload-Offset"))
-        if new is None:
-            self.need_sync = True  # a PATCH answer without its offset: ask
-            return
-        if new > self.size:
-            raise IntegrityError(
-                f"{self.provider.id}: the server claims {new} bytes of a {self.size}-byte upload",
-                hint="the upload is damaged on the server and was dropped; upload the file again (a new upload starts)",
-                provider=self.provider.id,
-            )
-        self.offset = new
-        self.in_doubt = False
-        self.task.set_completed(new)
-        expires = parse_http_date(response.headers.get("Upload-Expires"))
-        if expires is not None:
-            self.expires_at = expires
-        if self.keep_records and self.offset < self.size and time.monotonic() - self.saved_at > SAVE_INTERVAL:
-            self.save()
-
-    def pause(self, attempt: int, response: requests.Response | None, what: str, limit: int) -> None:
-        retrier = self.provider.env.retrier
-        delay = retrier.delay(attempt, response)
-        self.note(f"{what}; retrying in {delay:.1f}s ({attempt}/{limit})")
-        pause(delay)  # Ctrl-C in a -j run wakes worker threads at once
 
 
 def _record_ttl(record: ResumeRecord) -> int | None:
