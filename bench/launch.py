@@ -9,7 +9,10 @@ this process (only `os`, `sys`, `json`, `time`, `signal` imported; about 10 MiB)
 process's own, which the harness measures with `/bin/true` and reports.
 
 Request: `{"argvs": [[...], ...], "env": {...}, "cwd": "...", "stdout": PATH, "stderr": PATH,
-"timeout": SECONDS}`; the argvs run one after another (200 curl processes are one measurement).
+"stderr_tty": BOOL, "timeout": SECONDS}`; the argvs run one after another (200 curl processes are one
+measurement). With `stderr_tty`, the child's stderr is a pseudo-terminal of 120 columns whose output
+this process copies to the stderr PATH as it comes, as a terminal would take it: a progress bar is
+measured as users see it (redrawn in place), not in its one-final-line form for pipes and files.
 Answer: `{"status", "wall", "maxrss_kib", "utime", "stime", "failed_argv"}`; `wall` spans the first
 spawn to the last reap; `maxrss_kib` is the largest of the children's; CPU times are summed.
 """
@@ -19,19 +22,31 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import time
 
 
 def run_one(
-    argv: list[str], env: dict[str, str], cwd: str | None, stdout: str | None, stderr: str | None, deadline: float
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    stdout: str | None,
+    stderr: str | None,
+    deadline: float,
+    stderr_tty: bool = False,
 ) -> tuple[int, resource.struct_rusage]:
-    actions = [
+    actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, stdout or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-        (os.POSIX_SPAWN_OPEN, 2, stderr or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
     ]
+    master = -1
+    if stderr_tty:
+        master, terminal = _terminal()
+        actions.append((os.POSIX_SPAWN_DUP2, terminal, 2))
+    else:
+        actions.append((os.POSIX_SPAWN_OPEN, 2, stderr or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     if cwd:
         os.chdir(cwd)
     path = argv[0]
@@ -41,16 +56,51 @@ def run_one(
             if os.access(candidate, os.X_OK):
                 path = candidate
                 break
-    pid = os.posix_spawn(path, argv, env, file_actions=actions)
+    try:
+        pid = os.posix_spawn(path, argv, env, file_actions=actions)
+    finally:
+        if stderr_tty:
+            os.close(terminal)
 
     def kill(signum: int, frame: object) -> None:
         os.kill(pid, signal.SIGKILL)
 
     signal.signal(signal.SIGALRM, kill)
     signal.alarm(max(1, int(deadline - time.monotonic())))
+    if stderr_tty:
+        _copy_terminal(master, stderr or os.devnull)
     _pid, status, usage = os.wait4(pid, 0)
     signal.alarm(0)
     return os.waitstatus_to_exitcode(status), usage
+
+
+def _terminal() -> tuple[int, int]:
+    """A pseudo-terminal pair, its size set to 40 rows of 120 columns."""
+    import fcntl
+    import struct
+    import termios
+
+    master, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    os.set_inheritable(terminal, False)
+    return master, terminal
+
+
+def _copy_terminal(master: int, path: str) -> None:
+    """Read what the child writes to the terminal until it closes it (EIO once no process holds it)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        while True:
+            try:
+                ready, _, _ = select.select([master], [], [])
+                data = os.read(master, 65536) if ready else b""
+            except InterruptedError:
+                continue
+            except OSError:  # EIO: the child's side is closed
+                break
+            if not data:
+                break
+            out.write(data)
+    os.close(master)
 
 
 def serve() -> None:
@@ -65,7 +115,13 @@ def serve() -> None:
         for argv in request["argvs"]:
             try:
                 status, usage = run_one(
-                    argv, env, request.get("cwd"), request.get("stdout"), request.get("stderr"), deadline
+                    argv,
+                    env,
+                    request.get("cwd"),
+                    request.get("stdout"),
+                    request.get("stderr"),
+                    deadline,
+                    bool(request.get("stderr_tty")),
                 )
             except OSError as exc:
                 status, error = 127, str(exc)

@@ -27,6 +27,8 @@ class Command:
     label: str
     argvs: list[list[str]]
     env: dict[str, str] = field(default_factory=dict)
+    #: stderr on a pseudo-terminal (bench/launch.py): a progress bar drawn as on a user's screen
+    terminal: bool = False
 
 
 def python() -> str:
@@ -91,12 +93,21 @@ def tmpup_upload(
     argv = [*tmpup(), "upload", *map(str, files), "--progress", progress, *extra]
     if provider == "qlik":
         argv.append("--no-resume")  # a raw POST: Qlik would take tus above 64 MiB otherwise
-    return Command(label, [argv], profile_env(workdir, provider, url))
+    return _drawn(Command(label, [argv], profile_env(workdir, provider, url)), progress)
 
 
 def tmpup_download(label: str, workdir: Path, url: str, name: str, out: Path, *, progress: str = "bar") -> Command:
     argv = [*tmpup(), "download", name, "-o", str(out), "--force", "--progress", progress]
-    return Command(label, [argv], profile_env(workdir, "qlik", url))
+    return _drawn(Command(label, [argv], profile_env(workdir, "qlik", url)), progress)
+
+
+def _drawn(command: Command, progress: str) -> Command:
+    """A bar is measured where users see it: on a terminal, which it redraws in place eight times a
+    second (off a terminal it prints its final state once)."""
+    if progress == "bar":
+        command.terminal = True
+        command.env["TERM"] = "xterm-256color"
+    return command
 
 
 def tmpup_startup(label: str, workdir: Path, *args: str) -> Command:

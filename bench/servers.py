@@ -184,6 +184,7 @@ class Launcher:
         cwd: Path | None = None,
         stdout: Path | None = None,
         stderr: Path | None = None,
+        stderr_tty: bool = False,
         timeout: float = 1800,
     ) -> Measurement:
         stdin: IO[str] | None = self.proc.stdin
@@ -194,6 +195,7 @@ class Launcher:
             "cwd": str(cwd) if cwd else None,
             "stdout": str(stdout) if stdout else None,
             "stderr": str(stderr) if stderr else None,
+            "stderr_tty": stderr_tty,
             "timeout": timeout,
         }
         stdin.write(json.dumps(spec) + "\n")

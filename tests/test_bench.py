@@ -259,7 +259,7 @@ def test_harness_end_to_end_on_small_files(tmp_path: Path) -> None:
     assert "Not available" not in report, report
     assert "error:" not in report, report
     for title in ("Raw upload", "Multipart upload (Pyrus", "Enterprise Tester", "tus upload to the sink",
-                  "@tus/server", "Download", "small files", "Start-up"):  # fmt: skip
+                  "@tus/server", "Download", "small files", "Start-up", "Progress bar overhead"):  # fmt: skip
         assert title in report
 
 
@@ -284,3 +284,33 @@ def test_the_md5_floor_row_divides_by_the_slower_of_curl_and_the_hash() -> None:
     # rounds: 1.5 / max(0.7, 1.5), 1.6 / max(2.0, 1.5), 3.0 / max(0.6, 1.5) -> 1.0, 0.8, 2.0
     assert row.measured.startswith("1.00 (range 0.80-2.00; MD5 alone 1.50 s)") and row.ok is None
     assert md5_floor_target(group, None).measured == "not available"
+
+
+def test_the_launcher_gives_a_bar_a_terminal_and_keeps_what_it_drew(tmp_path: Path) -> None:
+    """`stderr_tty`: the child's stderr is a 120-column terminal (so tmpup draws its bar as on a user's
+    screen) and what it writes there reaches the log; stdout stays a file."""
+    from bench.servers import Launcher
+
+    child = (
+        "import os, sys; size = os.get_terminal_size(2); "
+        "sys.stderr.write(f'tty={os.isatty(2)} cols={size.columns}\\r\\x1b[2Kdrawn\\n'); "
+        "print('stdout tty', os.isatty(1))"
+    )
+    launcher = Launcher()
+    try:
+        m = launcher.run(
+            [[sys.executable, "-c", child]],
+            dict(os.environ),
+            stdout=tmp_path / "out",
+            stderr=tmp_path / "err",
+            stderr_tty=True,
+        )
+        plain = launcher.run([[sys.executable, "-c", "import os; print(os.isatty(2))"]], dict(os.environ),
+                             stdout=tmp_path / "out2", stderr=tmp_path / "err2")  # fmt: skip
+    finally:
+        launcher.stop()
+    assert m.status == 0 and plain.status == 0
+    assert (tmp_path / "err").read_bytes() == b"tty=True cols=120\r\x1b[2Kdrawn\r\n"  # the tty's own CRLF
+    assert (tmp_path / "out").read_text() == "stdout tty False\n"
+    assert (tmp_path / "err").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "out2").read_text() == "False\n"
