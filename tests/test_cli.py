@@ -54,6 +54,28 @@ def test_version_and_help_are_fast_and_light() -> None:
     assert run_process("upload", "--help").code == 0
 
 
+def test_a_run_builds_only_the_command_it_names_and_says_the_same() -> None:
+    """`_app_for`: a named subcommand (or --version alone) is built without its siblings, and reads
+    exactly as in the whole app: help, usage errors, group commands, the version."""
+    from typer.testing import CliRunner
+
+    from tmpup.cli import _app_for, app
+
+    assert [c.callback.__name__ for c in _app_for(["upload", "f"]).registered_commands] == ["upload"]
+    assert _app_for(["--version"]).registered_commands == []
+    for whole in ([], ["--help"], ["bogus"], ["-v", "upload"]):
+        assert _app_for(whole) is app
+    assert app.registered_commands and len(app.registered_commands) > 1  # the original is untouched
+
+    runner = CliRunner()
+    for args in (["upload", "--help"], ["download", "--help"], ["profiles", "--help"], ["profiles", "show", "--help"],
+                 ["serve", "--help"], ["info"], ["upload", "-j", "x", "f"], ["--version"]):  # fmt: skip
+        expected = runner.invoke(app, args, prog_name="tmpup", env={"COLUMNS": "100"})
+        got = runner.invoke(_app_for(args), args, prog_name="tmpup", env={"COLUMNS": "100"})
+        assert expected.output.strip(), args  # something to compare: help, an error, the version
+        assert (got.exit_code, got.output) == (expected.exit_code, expected.output), args
+
+
 def test_exit_0_success_stdout_only_results(qlik_profile: str, tmp_path: Path) -> None:
     src = make_file(tmp_path / "ok.bin", 2 * 1024 * 1024)
     result = run_process("upload", str(src))
