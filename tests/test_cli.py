@@ -52,6 +52,14 @@ def test_version_and_help_are_fast_and_light() -> None:
     assert probe.stdout.strip() == ""
     assert run_process("--help").code == 0
     assert run_process("upload", "--help").code == 0
+    # A profile from TMPUP_* variables alone (CI) reads no file: the TOML parser is not even loaded.
+    env_only = subprocess.run(
+        [sys.executable, "-c", "import sys; from tmpup.cli import main; main(['profiles', 'show', 'env']); "
+         "print('tomllib' in sys.modules, file=sys.stderr)"],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "TMPUP_PROVIDER": "qlik", "TMPUP_URL": "http://127.0.0.1:9/qlik", "TMPUP_TOKEN": "t"},
+    )  # fmt: skip
+    assert "provider" in env_only.stdout and env_only.stderr.strip().endswith("False"), env_only.stderr
 
 
 def test_a_run_builds_only_the_command_it_names_and_says_the_same() -> None:
