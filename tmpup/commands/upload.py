@@ -18,12 +18,10 @@ import stat
 import sys
 import threading
 import traceback
-from concurrent.futures import Future
-from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmpup.commands.names import check_name
 from tmpup.commands.upload_record import drop_replaced_record, record_asks_checksum
@@ -41,6 +39,9 @@ from tmpup.output import result_record
 from tmpup.providers.base import MultiUploader, UploadOptions, UploadResult
 from tmpup.runtime import Runtime
 from tmpup.sources import CANCEL, Source, Throttle, check_cancel, open_source
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: As many as the HTTP session keeps connections alive for (`http.HttpOptions.pool_size`): more
 #: would not be faster, only open and drop connections (and make urllib3 warn on stderr).
@@ -128,6 +129,8 @@ def _run_parallel(rt: Runtime, request: UploadRequest, outcomes: list[TmpupError
     joined at interpreter exit: one blocked in a response read (up to the timeout) or in a retry's
     back-off would hold the process long after Ctrl-C had been reported.
     """
+    from concurrent.futures import Future  # only for -j: one file at a time needs none of it
+
     files = request.files
     futures: list[Future[_Outcome]] = [Future() for _ in files]
     queue: SimpleQueue[int] = SimpleQueue()
@@ -178,6 +181,8 @@ def _interrupted(rt: Runtime, futures: list[Future[_Outcome]], printed: int, exc
     The signal reaches the main thread, which waits on a future; the hints of kept uploads are on the
     workers' own `Interrupted`s, so they are gathered here rather than lost.
     """
+    from concurrent.futures import wait as wait_for
+
     with contextlib.suppress(Interrupted, KeyboardInterrupt):  # a second Ctrl-C: stop waiting now
         wait_for([f for f in futures if not f.done()], timeout=STOP_GRACE)
     uploaded = 0
