@@ -420,3 +420,27 @@ def test_the_environment_profile_is_still_picked_as_env_beside_a_file(emulator: 
     shown = run("profiles", "show", "env", "--json", env=env)
     assert shown.code == 0, shown.err
     assert json.loads(shown.out)["provider"] == "tus"
+
+
+# -- the line of a provider key, and of a profile's sub-table ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # the provider's own line, not the profile's header
+        ('# c\n\n[profiles.q]\nurl = "http://127.0.0.1:9/qlik"\ntoken = "t"\nprovider = "dropbox"\n',
+         ":6 profile 'q': unknown provider 'dropbox'"),
+        # present but not a name: said so, not "missing"
+        ('[profiles.q]\nurl = "http://127.0.0.1:9/qlik"\ntoken = "t"\nprovider = 5\n',
+         ":4 profile 'q': provider must be a provider's name (a string), not 5"),
+        ('[profiles.q]\nprovider = "qlik"\nurl = "http://127.0.0.1:9/qlik"\ntoken = "t"\n\n[profiles.q.headers]\n'
+         'X-A = "1"\n', ":6 profile 'q': unknown key 'headers'"),
+        ('[profiles.q]\nprovider = "tus"\nurl = "http://127.0.0.1:9/files/"\nheaders.X-A = 1\n',
+         ":4 profile 'q': bad value for 'headers'"),
+        ('[profiles.q]\nurl = "http://127.0.0.1:9/qlik"\n', ":1 profile 'q': missing required key 'provider'"),
+    ],
+)  # fmt: skip
+def test_a_config_error_names_the_line_of_the_key_at_fault(config_path: Path, text: str, needle: str) -> None:
+    write_config(config_path, text)
+    config_error(run("profiles", "show", "q"), str(config_path) + needle)

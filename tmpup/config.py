@@ -157,7 +157,7 @@ def load_settings(
     if name is None:
         table: Mapping[str, Any] = {}
         provider: Any = env["TMPUP_PROVIDER"]
-        where = "the environment profile (TMPUP_PROVIDER)"
+        where = where_provider = "the environment profile (TMPUP_PROVIDER)"
         display = ENV_PROFILE_NAME
     else:
         if name not in cfg.profiles:
@@ -174,14 +174,24 @@ def load_settings(
         line = cfg.line_of(name)
         where = f"{cfg.path}" + (f":{line}" if line else "") + f" profile {name!r}"
         provider = table.get("provider")
-        if not isinstance(provider, str) or not provider:
+        if provider is None:
             raise ConfigError(f"{where}: missing required key 'provider'", hint=_provider_hint())
+        # A present provider's own line: the header line is where the profile starts, not the mistake.
+        line = cfg.line_of(name, "provider")
+        where_provider = f"{cfg.path}" + (f":{line}" if line else "") + f" profile {name!r}"
+        if not isinstance(provider, str) or not provider:
+            import reprlib
+
+            raise ConfigError(
+                f"{where_provider}: provider must be a provider's name (a string), not {reprlib.repr(provider)}",
+                hint=_provider_hint(),
+            )
         env_provider = env.get("TMPUP_PROVIDER")
         if env_provider and env_provider != provider:
             raise ConfigError(f"TMPUP_PROVIDER={env_provider} conflicts with {where}, whose provider is {provider!r}")
 
     if provider not in known_provider_ids():
-        raise ConfigError(f"{where}: unknown provider {provider!r}", hint=_provider_hint())
+        raise ConfigError(f"{where_provider}: unknown provider {provider!r}", hint=_provider_hint())
     specs = {spec.name: spec for spec in provider_keys(provider)}
 
     def key_where(key: str) -> str:

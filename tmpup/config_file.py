@@ -34,15 +34,22 @@ class ConfigFile:
         return profiles if isinstance(profiles, Mapping) else {}
 
     def line_of(self, profile: str, key: str | None = None) -> int | None:
-        """The line of `[profiles.NAME]` (or of KEY inside it), for error messages."""
+        """The line of `[profiles.NAME]` (or of KEY inside it: `KEY = ...`, a dotted `KEY.x = ...`, or
+        its own `[profiles.NAME.KEY]` table), for error messages."""
         lines = self.text.splitlines()
-        header = re.compile(rf"^\s*\[\s*profiles\s*\.\s*(\"{re.escape(profile)}\"|{re.escape(profile)})\s*\]")
+        name = rf"\s*profiles\s*\.\s*(\"{re.escape(profile)}\"|{re.escape(profile)})\s*"
+        header = re.compile(rf"^\s*\[{name}\]")
         start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+        if key is None:
+            return None if start is None else start + 1
+        quoted = rf"(\"{re.escape(key)}\"|{re.escape(key)})"
+        table = re.compile(rf"^\s*\[{name}\.\s*{quoted}\s*\]")
+        found = next((i for i, line in enumerate(lines) if table.match(line)), None)
+        if found is not None:
+            return found + 1
         if start is None:
             return None
-        if key is None:
-            return start + 1
-        key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        key_re = re.compile(rf"^\s*{quoted}\s*(=|\.)")
         for i in range(start + 1, len(lines)):
             if lines[i].lstrip().startswith("["):
                 break
