@@ -174,6 +174,19 @@ def test_exit_7_rejected_input(qlik_profile: str, tmp_path: Path, kind: str) -> 
     assert_one_line_error(result.err)
 
 
+@pytest.mark.parametrize("status", [400, 409, 415, 422])
+def test_exit_7_when_the_service_refuses_what_was_sent_says_what_next(
+    qlik_profile: str, emulator: Any, tmp_path: Path, status: int
+) -> None:
+    """The server's words, and what to do next (section 4: "saying what failed and what to do next")."""
+    emulator.faults.add(Fault(provider="qlik", method="POST", status=status, times=None, message="Nope."))
+    result = run_process("upload", str(make_file(tmp_path / "f.bin", 5)))
+    assert result.code == 7, result.err
+    assert_one_line_error(result.err)
+    assert f"answered {status} " in result.err and "Nope." in result.err
+    assert result.err.rstrip().endswith("its answer says why, and -v shows the requests tmpup made")
+
+
 def test_empty_file_uploads(qlik_profile: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")

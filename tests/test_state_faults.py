@@ -127,6 +127,34 @@ def test_stdin_with_a_file_in_the_way_of_the_state_dir(qlik_profile: str, emulat
     assert blocker.read_text() == "not a folder" and emulator.store.blobs("qlik") == []
 
 
+@pytest.mark.parametrize("args", [["resume", "--list"], ["resume", "--clean"], ["resume", "--all"]])
+def test_resume_records_that_cannot_be_read_are_not_called_none(
+    qlik_profile: str, tmp_path: Path, args: list[str]
+) -> None:
+    """A file in the way of the state folder is an error to fix (exit 3), not "no interrupted uploads";
+    a state folder that does not exist yet has none."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    result = tmpup(*args, env={"TMPUP_STATE_DIR": str(blocker / "st")})
+    assert_error(result, 3, "cannot read the resume records in", str(blocker / "st" / "uploads"), "TMPUP_STATE_DIR")
+    assert blocker.read_text() == "not a folder"
+    listed = tmpup("resume", "--list", env={"TMPUP_STATE_DIR": str(tmp_path / "never-made")})
+    assert listed.code == 0 and "no interrupted uploads" in listed.err
+
+
+def test_delete_with_unreadable_resume_records_still_deletes(emulator: Any, config_path: Path, tmp_path: Path) -> None:
+    """The upload is deleted on the server; that its records could not be looked through is a warning."""
+    write_tus_profile(emulator, config_path)
+    src = make_file(tmp_path / "f.bin", 100)
+    url = tmpup("upload", str(src), "--progress", "none").out.strip()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    result = tmpup("delete", url, env={"TMPUP_STATE_DIR": str(blocker / "st")})
+    assert result.code == 0, result.err
+    assert "deleted" in result.err and "could not be looked for" in result.err
+    assert emulator.store.blobs("tus") == []
+
+
 @pytest.mark.skipif(not CAN_MOUNT, reason=NO_MOUNT)
 @pytest.mark.parametrize("exists", [False, True], ids=["new-state-dir", "existing-state-dir"])
 def test_stdin_with_a_read_only_state_dir(qlik_profile: str, emulator: Any, tmp_path: Path, exists: bool) -> None:

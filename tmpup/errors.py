@@ -196,6 +196,7 @@ def error_for_status(
         hint = hint or "the service refuses a request this large; see the provider's size limit in the README"
     elif status in (400, 411, 414, 415, 416, 422):
         cls = InputError
+        hint = hint or _REFUSED
     elif status in (407,):
         cls = ConfigError  # the proxy wants credentials: HTTPS_PROXY=http://user:pass@host
         hint = hint or "the proxy asks for credentials: put them in HTTP(S)_PROXY (http://user:pass@proxy:port)"
@@ -211,7 +212,12 @@ def error_for_status(
         cls = UnexpectedAnswer
     else:
         cls = InputError  # another refusal of what was sent (409, 418, 451, ...)
+        hint = hint or _REFUSED
     return cls(message, status=status, provider=provider, url=url, hint=hint)
+
+
+#: What to do next about a refusal of what was sent, whose reason (the server's words) the message holds.
+_REFUSED = "the service refused the request as sent; its answer says why, and -v shows the requests tmpup made"
 
 
 def transport_reason(exc: BaseException) -> str:

@@ -216,9 +216,18 @@ class StateStore:
     def _scan(self) -> tuple[list[ResumeRecord], list[DamagedEntry]]:
         out: list[ResumeRecord] = []
         damaged: list[DamagedEntry] = []
-        if not self.uploads_dir.is_dir():
-            return out, damaged
-        for path in sorted(self.uploads_dir.glob("*.json")):
+        try:
+            names = sorted(name for name in os.listdir(self.uploads_dir) if name.endswith(".json"))
+        except FileNotFoundError:
+            return out, damaged  # no upload was ever kept here
+        except OSError as exc:  # a file in the way, no permission: not the same as "none"
+            from tmpup.state_io import StateError
+
+            raise StateError(
+                f"cannot read the resume records in {self.uploads_dir}: {exc.strerror or exc}",
+                hint="fix that folder, or set TMPUP_STATE_DIR to a folder of your own",
+            ) from None
+        for path in (self.uploads_dir / name for name in names):
             try:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError:

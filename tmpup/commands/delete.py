@@ -31,7 +31,12 @@ def _drop_records(rt: Runtime, id: str) -> None:
     """Remove the resume records of the upload just deleted: its URL (from any profile of this
     provider), or its last segment (from this profile, whose endpoint a bare id is relative to)."""
     settings = rt.settings
-    for record in rt.state.records():
+    try:
+        records = rt.state.records()
+    except TmpupError as exc:  # the upload is deleted all the same
+        rt.messages.warn(f"deleted {id}, but its resume record could not be looked for: {exc}")
+        return
+    for record in records:
         if record.provider != settings.provider:
             continue
         url = record.upload_url.rstrip("/")
