@@ -398,6 +398,12 @@ def test_bad_environment_values_are_configuration_errors(
         "a\\b.txt",
         "line\nbreak.txt",
         "carriage\rreturn.txt",
+        # what a download's safe name would drop, so the name would not come back (headers.safe_filename)
+        "invoice\u200fexe.pdf",  # a bidi mark
+        "a\u2028b.txt",  # a line separator
+        "\u00ad.bashrc",  # a soft hyphen: shows as a dotfile
+        "a\ufeffb.txt",  # a byte-order mark
+        "c1\x9bcsi.txt",  # a C1 control (the one-byte CSI)
         "nul\x00byte.txt",
         "x" * 256,
         "é" * 128,  # 256 bytes of UTF-8

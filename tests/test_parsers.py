@@ -7,7 +7,7 @@ import time
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tmpup.headers import parse_content_disposition, parse_content_range, safe_filename
@@ -159,7 +159,7 @@ def test_redact_url_masks_secret_query_values_and_userinfo() -> None:
 
 from urllib.parse import quote  # noqa: E402
 
-from hypothesis import assume, example  # noqa: E402
+from hypothesis import assume  # noqa: E402
 
 from tmpup.protocols.tus import decode_metadata, encode_metadata  # noqa: E402
 from tmpup.units import format_duration  # noqa: E402
@@ -350,3 +350,29 @@ def test_safe_filename_truncation_keeps_the_extension(stem: str) -> None:
     name = safe_filename(stem.replace(".", "_").replace("/", "_").replace("\\", "_") + ".pdf")
     assert len(name.encode("utf-8")) <= 255
     assert name.endswith(".pdf") or name == "download"
+
+
+@given(st.text(max_size=40))
+@example("invoice\u200fexe.pdf")
+@example("\u00ad.bashrc")
+@example("a\u2028b.txt")
+@example("a\ufeffb.txt")
+@example("a\u200db \u0641\u0627\u06cc\u0644.txt")  # a joiner stays
+def test_an_accepted_upload_name_comes_back_from_a_download_as_it_was(name: str) -> None:
+    """What `check_name` lets through, `safe_filename` keeps (NFC-normalised, no leading dot aside):
+    no character of an upload's name is silently dropped when it is downloaded again."""
+    import unicodedata
+
+    from tmpup.commands.names import check_name
+    from tmpup.errors import InputError
+    from tmpup.headers import safe_filename
+
+    try:
+        check_name(name)
+    except InputError:
+        return
+    nfc = unicodedata.normalize("NFC", name)
+    kept = "".join(ch for ch in nfc if unicodedata.category(ch)[0] != "C" or unicodedata.category(ch) == "Cf")
+    expected = kept.strip().lstrip(".").rstrip(". ")
+    if expected and len(expected.encode()) <= 200:
+        assert safe_filename(name) in (expected, expected.lstrip(".").strip()), (name, safe_filename(name))

@@ -67,23 +67,24 @@ def parse_content_disposition(value: str | None) -> str | None:
 
 
 #: Format characters that can disguise a name ("report\u202etxt.exe" shows as "reportexe.txt") or are
-#: invisible noise. Other format characters stay: the zero-width (non-)joiners belong to the spelling
-#: of Persian and other scripts, and to emoji sequences.
-_DISGUISING = frozenset(
+#: invisible noise (`commands.names.check_name` refuses them in upload names). Other format characters
+#: stay: the zero-width (non-)joiners belong to the spelling of Persian and other scripts, and to emoji
+#: sequences.
+DISGUISING = frozenset(
     "\u00ad"  # soft hyphen: "\u00ad.bashrc" shows as a dotfile
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # bidi marks and controls
     "\ufeff"  # byte-order mark
 )
 #: Separators that end a line for many readers (`str.splitlines`, JavaScript): a name stays one line.
-_LINE_BREAKS = frozenset("\u2028\u2029\x85")
+LINE_BREAKS = frozenset("\u2028\u2029\x85")
 
 
 def _keep(ch: str) -> bool:
     category = unicodedata.category(ch)
-    if ch in _LINE_BREAKS:
+    if ch in LINE_BREAKS:
         return False
     if category == "Cf":
-        return ch not in _DISGUISING
+        return ch not in DISGUISING
     return category[0] != "C"  # Cc controls, Cs surrogates, Co private use, Cn unassigned
 
 

@@ -3,7 +3,10 @@ name other than the one shown and no later download could recreate it unsafely."
 
 from __future__ import annotations
 
+import unicodedata
+
 from tmpup.errors import InputError
+from tmpup.headers import DISGUISING, LINE_BREAKS
 
 MAX_NAME_LENGTH = 255
 
@@ -15,21 +18,29 @@ def check_name(name: str, *, from_disk: bool = False) -> str:
     """
     if not name or not name.strip():
         raise InputError("the upload name is empty", hint="pass --name NAME")
-    # CR, LF, NUL break headers and lines; other control characters (ESC, TAB, ...) are no part of a
-    # name an API stores faithfully, and would reach terminals and logs as escape sequences.
-    bad = next((ch for ch in name if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    # CR, LF, NUL break headers and lines; other control characters (ESC, TAB, the C1 range with its
+    # one-byte CSI, ...) are no part of a name an API stores faithfully, and would reach terminals and
+    # logs as escape sequences.
+    bad = next((ch for ch in name if unicodedata.category(ch) == "Cc"), None)
     if bad is not None:
         raise InputError(
             f"the upload name {name!r} contains a control character ({bad!r})",
             hint="pass --name NAME" if from_disk else "choose a name without control characters (tabs, line breaks)",
         )
-    spoof = next((ch for ch in name if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"), None)
+    # What a download's safe name (`headers.safe_filename`) would drop: the name would not come back.
+    spoof = next((ch for ch in name if ch in DISGUISING or ch in LINE_BREAKS), None)
     if spoof is not None:
-        # Bidirectional overrides and isolates make a name display as another ("invoice\u202efdp.exe"
-        # shows as "invoiceexe.pdf"): the trick behind disguised attachments.
+        if ch_is_bidi(spoof):
+            # Bidirectional overrides, isolates and marks make a name display as another
+            # ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"): the trick behind disguised attachments.
+            what = "a bidirectional control character"
+        elif spoof in LINE_BREAKS:
+            what = "a line separator"
+        else:
+            what = "an invisible character"  # a soft hyphen ("\u00ad.bashrc" shows as a dotfile), a BOM
         raise InputError(
-            f"the upload name {name!r} contains a bidirectional control character (U+{ord(spoof):04X})",
-            hint="pass --name NAME without it",
+            f"the upload name {name!r} contains {what} (U+{ord(spoof):04X})",
+            hint="pass --name NAME" if from_disk else "pass --name NAME without it",
         )
     if any("\udc80" <= ch <= "\udcff" for ch in name):
         # Bytes that are not UTF-8 (a file name from another system): no API can store them as sent.
@@ -41,3 +52,8 @@ def check_name(name: str, *, from_disk: bool = False) -> str:
     if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
         raise InputError(f"the upload name is longer than {MAX_NAME_LENGTH} bytes", hint="pass a shorter --name")
     return name
+
+
+def ch_is_bidi(ch: str) -> bool:
+    """A bidirectional mark, embedding, override or isolate."""
+    return ch in "\u061c\u200e\u200f" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
