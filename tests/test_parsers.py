@@ -376,3 +376,15 @@ def test_an_accepted_upload_name_comes_back_from_a_download_as_it_was(name: str)
     expected = kept.strip().lstrip(".").rstrip(". ")
     if expected and len(expected.encode()) <= 200:
         assert safe_filename(name) in (expected, expected.lstrip(".").strip()), (name, safe_filename(name))
+
+
+def test_origin_scopes_credentials_and_never_raises() -> None:
+    """One `origin` for tus, Qlik and KF5 (three copies disagreed: a port out of range was 443 to one,
+    -1 to another, and a ValueError, exit 1, to KF5's download)."""
+    from tmpup.headers import origin
+
+    assert origin("HTTPS://Acme.Example.com/x") == ("https", "acme.example.com", 443)
+    assert origin("http://h/x") == origin("http://h:80/y") == ("http", "h", 80)
+    assert origin("https://h:99999/x") == ("https", "h", -1) != origin("https://h/x")
+    assert origin("https://h:abc/x")[2] == -1
+    assert origin("") == ("", "", None)

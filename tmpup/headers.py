@@ -1,4 +1,4 @@
-"""Parsers for the HTTP headers that carry untrusted values, and safe local file names.
+"""Parsers for the HTTP headers and URLs that carry untrusted values, and safe local file names.
 
 Everything here takes what a server sent and must never raise on garbage: it returns None instead.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 _RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _PARAM_RE = re.compile(
@@ -116,3 +116,16 @@ def safe_filename(name: str | None, fallback: str = "download", *, limit: int = 
         stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
         name = f"{stem}.{ext}" if ext else stem
     return name
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the default port filled in: what credentials are scoped to (a
+    profile's secret goes only to its own origin). A garbled or out-of-range port is an origin of its
+    own (port -1), matching nothing trusted."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)

@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tmpup.errors import AuthError, ConfigError, InputError, UnexpectedAnswer
-from tmpup.resume_record import has_resume_record
+from tmpup.headers import origin
 from tmpup.retry import RETRY_STATUSES
 from tmpup.units import format_size
 
@@ -270,17 +270,6 @@ def resume_command(path: str | None, key: str, config: Path | None = None) -> st
     return command if config is None else f"{command} --config {shlex.quote(str(config))}"
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL, the default port filled in: what credentials are scoped to."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:  # a garbled port: an origin of its own, matching nothing trusted
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
-
-
 def _origin_text(url: str | tuple[str, str, int | None]) -> str:
     scheme, host, port = origin(url) if isinstance(url, str) else url
     return f"{scheme}://{host}:{port}"
@@ -293,7 +282,6 @@ __all__: list[str] = [
     "UploadStatus",
     "decode_metadata",
     "encode_metadata",
-    "has_resume_record",
     "origin",
     "parse_http_date",
     "resume_command",

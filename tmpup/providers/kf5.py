@@ -23,9 +23,10 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from tmpup.errors import IntegrityError, NotFoundError, UnexpectedAnswer, UsageError
+from tmpup.headers import origin
 from tmpup.providers.base import (
     Info,
     KeySpec,
@@ -46,12 +47,6 @@ if TYPE_CHECKING:
 
 API = "/apiv2"
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlparse(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 class Kf5Provider(Provider):
@@ -230,7 +225,7 @@ class Kf5Provider(Provider):
         if not isinstance(content_url, str) or not content_url.startswith(("http://", "https://")):
             raise UnexpectedAnswer(f"kf5: attachment {attachment_id} has no content_url to download", provider=self.id)
         # The content_url carries the token; the account's credentials only go to the account's own origin.
-        headers = self._headers() if _origin(content_url) == _origin(self.base) else {}
+        headers = self._headers() if origin(content_url) == origin(self.base) else {}
         headers.pop("Accept", None)
         return open_ranged_download(self, content_url, offset=offset, headers=headers)
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlparse
 
 from tmpup.errors import ConfigError, InputError, UnexpectedAnswer, UsageError
+from tmpup.headers import origin
 from tmpup.pacing import RateRule
 from tmpup.progress import Task
 from tmpup.providers.base import (
@@ -40,16 +41,6 @@ def id_from_location(location: str | None) -> str | None:
         return None
     segment = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1]
     return segment or None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlparse(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def check_ttl(ttl: int | None, where: str | None = None) -> int:
@@ -115,7 +106,7 @@ class QlikProvider(Provider):
         if parts.scheme:
             own = urlparse(self.base)
             prefix = own.path.rstrip("/") + API + "/"
-            if parts.scheme.lower() not in ("http", "https") or _origin(handle) != _origin(self.base):
+            if parts.scheme.lower() not in ("http", "https") or origin(handle) != origin(self.base):
                 raise UsageError(
                     f"qlik: {redact_url(handle)} is not on this profile's tenant ({self.base})",
                     hint="pass the temp-content id, or use the profile of that tenant (-p NAME)",
