@@ -197,10 +197,14 @@ class DamagedEntry:
         return dataclasses.replace(self, path=path)
 
 
+def key_for(profile: str, provider: str, source: Source) -> str | None:
+    """The key of `source`'s resume record on this profile; None for stdin (spooled to a file that is
+    gone after the run: nothing to resume from)."""
+    return None if source.temporary else record_key(profile, provider, source.absolute)
+
+
 def has_resume_record(provider: Provider, source: Source) -> bool:
     """Whether an interrupted upload of this file may be waiting (providers that choose between a
     raw and a tus upload take tus then, so `tmpup upload` resumes by itself)."""
-    if source.temporary:
-        return False
-    key = record_key(provider.env.profile, provider.id, source.absolute)
-    return provider.env.state.record_path(key).exists()
+    key = key_for(provider.env.profile, provider.id, source)
+    return key is not None and provider.env.state.record_path(key).exists()

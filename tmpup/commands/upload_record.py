@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from tmpup.errors import LockedError, TmpupError
 from tmpup.providers.base import Deletable
-from tmpup.resume_record import record_key
+from tmpup.resume_record import key_for
 
 if TYPE_CHECKING:
     from tmpup.commands.upload import UploadRequest
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 def _record_key(rt: Runtime, source: Source) -> str | None:
     """The key of this file's resume record on this profile (`tus_transfer.Transfer`'s), None for stdin
     and for providers that keep none."""
-    if source.temporary or not rt.provider.resumable:
+    if not rt.provider.resumable:
         return None
-    return record_key(rt.settings.profile, rt.settings.provider, source.absolute)
+    return key_for(rt.settings.profile, rt.settings.provider, source)
 
 
 def record_asks_checksum(rt: Runtime, request: UploadRequest, source: Source) -> bool:
