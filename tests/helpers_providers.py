@@ -40,9 +40,6 @@ class RecordingTask:
     def resume_at(self, n: int) -> None:
         self.completed = n
 
-    def set_total(self, total: int | None) -> None:
-        pass
-
     def finish(self, ok: bool = True) -> None:
         pass
 

@@ -47,11 +47,11 @@ from tests.test_tus_client import finish, records, start, wait_until
 from tests.test_tus_client import tus_profile as tus_profile  # a fixture, requested by name below
 from tmpup.emulator import Credentials, Emulator, Fault
 from tmpup.emulator.store import Blob
+from tmpup.output import RESULT_FIELDS
 
 MIB = 1024 * 1024
 BIG = 3 * MIB + 7  # "multi-MiB": several 1 MiB read blocks and an odd tail
 TUS_TOKEN = "contract-tus-token"
-RESULT_FIELDS = ("profile", "provider", "file", "name", "size", "id", "token", "url", "expires_at", "sha256", "resumed")
 ZWNJ, ZWJ = "\u200c", "\u200d"  # zero-width (non-)joiner, invisible in an editor
 NAMES = {
     "space": "with space.txt",

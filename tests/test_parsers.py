@@ -388,3 +388,22 @@ def test_origin_scopes_credentials_and_never_raises() -> None:
     assert origin("https://h:99999/x") == ("https", "h", -1) != origin("https://h/x")
     assert origin("https://h:abc/x")[2] == -1
     assert origin("") == ("", "", None)
+
+
+def test_the_rate_limit_sleeps_only_what_it_is_ahead() -> None:
+    """`--limit-rate` (sources.Throttle) with its clock and sleep injected: no real waiting."""
+    from tmpup.sources import Throttle
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    throttle = Throttle(1000, clock=lambda: now[0], sleep=sleep)
+    throttle.consume(500)  # half a second's worth at once: ahead by 0.5 s
+    assert slept == [0.5]
+    now[0] += 2.0  # a slow stretch: 2 s passed for the next 500 bytes, nothing to make up
+    throttle.consume(500)
+    assert slept == [0.5] and throttle.sent == 1000

@@ -6,7 +6,7 @@ import gc
 import sys
 
 #: Commands that talk HTTP: their start-up imports requests too (see `main`).
-_NETWORK_COMMANDS = frozenset({"upload", "download", "info", "delete", "resume", "serve"})
+_NETWORK_COMMANDS = frozenset({"upload", "download", "info", "delete", "resume"})
 
 
 def main() -> None:

@@ -7,15 +7,16 @@ see `requests` or raw JSON.
 
     TmpupError                      (1  INTERNAL, only as a base)
     ├── UsageError                  (2  bad option or argument)
-    ├── ConfigError                 (3  profile / config file / credential)
-    │   └── UnexpectedAnswer        (3  the server does not answer as its API does: wrong url?)
+    ├── ConfigError                 (3  profile / config file / credential; 3xx redirect, 407 proxy)
+    │   └── UnexpectedAnswer        (3  the server does not answer as its API does, 405: wrong url?)
     ├── AuthError                   (4  401 / 403)
     ├── NotFoundError               (5  404, unknown id, no resume record)
     ├── GoneError                   (6  410, TTL passed)
-    ├── InputError                  (7  bad file, 400/413/415, bad TTL or name)
+    ├── InputError                  (7  bad file, bad TTL or name; 400/409/411/413/414/415/416/422
+    │                                   and any other 4xx refusal of what was sent)
     ├── UnsupportedError            (8  provider lacks the operation)
     ├── IntegrityError              (9  size / checksum mismatch)
-    ├── TransientError              (10 network, timeout, 429, 5xx after all retries)
+    ├── TransientError              (10 network, timeout, 408/423/425/429, 5xx after all retries)
     ├── LockedError                 (10 another tmpup process is feeding this upload)
     ├── PartialFailure              (11 some of several files failed; see several_failed)
     └── Interrupted                 (130 Ctrl-C / SIGTERM)
@@ -223,11 +224,20 @@ _REFUSED = "the service refused the request as sent; its answer says why, and -v
 def transport_reason(exc: BaseException) -> str:
     """tmpup's words for a network failure (the class names of requests and urllib3 mean nothing to users):
     for error lines and retry notes alike."""
+    return known_transport_reason(exc) or "the connection broke"
+
+
+def known_transport_reason(exc: BaseException) -> str | None:
+    """`transport_reason` for the failures it recognises; None for any other, whose own text an error
+    line may show instead (`providers.base`)."""
     import requests
     import urllib3
 
     text = str(exc)
-    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)) or "timed out" in text:
+    if (
+        isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
+        or "timed out" in text.lower()
+    ):
         return "timed out"
     if "IncompleteRead" in text:
         return "the server closed the connection early"
@@ -239,4 +249,4 @@ def transport_reason(exc: BaseException) -> str:
         return "the host name does not resolve"
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "the server closed the connection"
-    return "the connection broke"
+    return None

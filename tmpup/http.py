@@ -48,7 +48,6 @@ MAX_BODY = 16 * 1024 * 1024
 @dataclass(frozen=True)
 class HttpOptions:
     timeout: float = 60.0
-    retries: int = 5
     ca_bundle: str | None = None
     insecure: bool = False
     pool_size: int = 32  # keep-alive connections per host: one per `-j` worker (upload.MAX_JOBS)

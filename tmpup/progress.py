@@ -1,9 +1,10 @@
 """Progress display: a rich bar on a terminal, plain lines in logs, JSON events, or nothing.
 
-Providers see only the `Task` protocol (`advance`, `set_completed`, `resume_at`, `finish`). Updates arrive about
-once per MiB (one per read block); the renderers throttle what they draw, so progress costs a few
-percent at most. Everything goes to stderr; only the rich bar uses escape sequences, and it is chosen
-only when stderr is a terminal that is not `TERM=dumb`.
+Providers see only the `Task` protocol (`advance`, `set_completed`, `resume_at`, `finish`). Updates arrive
+once per block read: 1 MiB of an upload's file (`sources.BLOCK`), up to 128 KiB of a download's body
+(`providers.download.BLOCK`); the renderers throttle what they draw, so progress costs a few percent
+at most. Everything goes to stderr; only the rich bar uses escape sequences, and it is chosen only
+when stderr is a terminal that is not `TERM=dumb`.
 
 A run of several files adds a total (`add_total`: files finished of N, bytes of all of them), fed
 by every task from whichever thread uploads it: a total row on the bar, a `total:` line in logs of
@@ -33,7 +34,6 @@ JSON_INTERVAL = 1.0
 class Task(Protocol):
     def advance(self, n: int) -> None: ...
     def set_completed(self, n: int) -> None: ...
-    def set_total(self, total: int | None) -> None: ...
     def finish(self, ok: bool = True) -> None: ...
     # A resumed upload starts at the server's offset: shown as done, never counted as this run's speed.
     def resume_at(self, n: int) -> None: ...
@@ -75,9 +75,6 @@ class _NullTask:
         pass
 
     def set_completed(self, n: int) -> None:
-        pass
-
-    def set_total(self, total: int | None) -> None:
         pass
 
     def finish(self, ok: bool = True) -> None:
@@ -214,9 +211,6 @@ class _CountingTask:
                 self.overall.add(n - self.completed)  # negative when a retry starts over
             self.completed = n
             self._maybe_emit()
-
-    def set_total(self, total: int | None) -> None:
-        self.total = total
 
     def _maybe_emit(self) -> None:
         now = self.clock()

@@ -62,10 +62,6 @@ class _BarTask:
         if not self.finished:
             self.completed = n  # lower when a retry starts over
 
-    def set_total(self, total: int | None) -> None:
-        if not self.finished:
-            self.total = total
-
     def resume_at(self, n: int) -> None:
         if not self.finished:
             self.carried += n - self.completed

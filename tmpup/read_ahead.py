@@ -30,13 +30,13 @@ MIN_LENGTH = 8 * 1024 * 1024
 POLL = 0.1
 
 
-def read_blocks(fh: BinaryIO, length: int, block: int, *, ahead: bool = True) -> Generator[bytes, None, None]:
+def read_blocks(fh: BinaryIO, length: int, block: int) -> Generator[bytes, None, None]:
     """Up to `length` bytes of `fh` from its position, in blocks of at most `block` bytes.
 
-    Ends early at end of file. With `ahead` (and a body of `MIN_LENGTH` or more) a thread reads
-    while the consumer handles the previous blocks.
+    Ends early at end of file. For a body of `MIN_LENGTH` or more a thread reads while the consumer
+    handles the previous blocks; a smaller one is read inline.
     """
-    if not ahead or length < MIN_LENGTH:
+    if length < MIN_LENGTH:
         yield from _inline(fh, length, block)
         return
     reader = _Reader(fh, length, block)

@@ -41,13 +41,15 @@ def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time)
 class Retrier:
     """Repeat an HTTP attempt on transient failures, with backoff and jitter."""
 
+    #: A `Retry-After` longer than this (seconds) is not waited out: the answer is given back as it is.
+    max_retry_after: float = 300.0
+
     def __init__(
         self,
         retries: int = 5,
         *,
         base: float = 0.5,
         cap: float = 30.0,
-        max_retry_after: float = 300.0,
         sleep: Callable[[float], None] | None = None,
         rng: Callable[[], float] = random.random,
         notify: Callable[[str], None] = lambda message: None,
@@ -55,7 +57,6 @@ class Retrier:
         self.retries = max(0, retries)
         self.base = base
         self.cap = cap
-        self.max_retry_after = max_retry_after
         self.sleep = sleep or pause
         self.rng = rng
         self.notify = notify

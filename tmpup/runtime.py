@@ -124,7 +124,6 @@ class Runtime:
         session = make_session(
             HttpOptions(
                 timeout=settings.timeout,
-                retries=settings.retries,
                 ca_bundle=settings.get("ca_bundle"),
                 insecure=bool(settings.get("insecure", False)),
             ),

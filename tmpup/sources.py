@@ -18,6 +18,7 @@ import os
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ def pause(seconds: float) -> None:
 
 
 class Hasher(Protocol):
+    """A hash computed in the read path (`hashing.ResettableHash`); `reset` starts it over for a retry."""
+
+    def reset(self) -> None: ...
     def update(self, data: bytes, /) -> None: ...
     def hexdigest(self) -> str: ...
 
@@ -183,8 +187,7 @@ class FileSlice:
     def __iter__(self) -> Iterator[bytes]:
         # A new iteration is a new attempt: hashes and progress start over from this slice's offset.
         for hasher in self.hashers:
-            if hasattr(hasher, "reset"):
-                hasher.reset()
+            hasher.reset()
         self.sent = 0
         with self.source.path.open("rb", buffering=0) as fh:
             fh.seek(self.offset)
@@ -214,13 +217,11 @@ class Throttle:
     """`--limit-rate`: keep one transfer at or below `rate` bytes per second (like curl's option)."""
 
     def __init__(
-        self, rate: int, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
+        self, rate: int, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = pause
     ) -> None:
-        import time
-
         self.rate = max(1, rate)
-        self.clock = clock or time.monotonic
-        self.sleep = sleep or pause
+        self.clock = clock  # injected edges, as everywhere: tests drive the throttle without waiting
+        self.sleep = sleep
         self.start: float | None = None
         self.sent = 0
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tmpup.errors import ConfigError, TmpupError
+from tmpup.errors import ConfigError
 
 
 class StateError(ConfigError):
@@ -83,10 +83,3 @@ def is_current(path: Path, fd: int) -> bool:
         return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
     except OSError:
         return False
-
-
-def ensure_private(path: Path) -> None:
-    try:
-        os.chmod(path, 0o600)
-    except OSError as exc:  # pragma: no cover
-        raise TmpupError(f"cannot set permissions of {path}: {exc}") from exc

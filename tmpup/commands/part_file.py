@@ -144,7 +144,7 @@ def claim(part: Path, target: Path, *, resume: bool, force: bool) -> Claim:
 
 
 def _holds_nothing(fd: int) -> bool:
-    """An empty `.part` without the note a download writes on it (`_remember`)."""
+    """An empty `.part` without the note a download writes on it (`remember`)."""
     if os.fstat(fd).st_size:
         return False
     if not hasattr(os, "getxattr"):  # pragma: no cover

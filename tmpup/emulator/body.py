@@ -158,9 +158,9 @@ class BodyReader:
             self.remaining -= count
         return count
 
-    def drain(self, block: int = 1 << 20) -> int:
+    def drain(self) -> int:
         """Read and discard the rest of the body; return how many bytes that was."""
-        buffer = memoryview(bytearray(block))
+        buffer = memoryview(bytearray(1 << 20))
         total = 0
         while count := self.readinto(buffer):
             total += count

@@ -113,11 +113,11 @@ def new_boundary() -> str:
 class MultipartBody:
     """A multipart body streamed from its parts; `len()` is its exact size in bytes."""
 
-    def __init__(self, parts: Sequence[Part], *, subtype: str = "form-data", boundary: str | None = None) -> None:
+    def __init__(self, parts: Sequence[Part], *, subtype: str = "form-data") -> None:
         if not parts:
             raise ValueError("a multipart body needs at least one part")
         self.subtype = subtype
-        self.boundary = boundary or new_boundary()
+        self.boundary = new_boundary()
         self.parts = list(parts)
         delimiter = b"--" + self.boundary.encode("ascii")
         self._heads: list[bytes] = []

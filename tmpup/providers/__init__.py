@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
 from tmpup.errors import ConfigError
@@ -20,16 +19,6 @@ PROVIDERS: dict[str, str] = {
     "kf5": "tmpup.providers.kf5:Kf5Provider",
     "enterprise-tester": "tmpup.providers.enterprise_tester:EnterpriseTesterProvider",
 }
-
-
-def available() -> list[str]:
-    """Ids of the providers whose module is present (the others are still being built)."""
-    out = []
-    for pid, target in PROVIDERS.items():
-        module = target.split(":", 1)[0]
-        if importlib.util.find_spec(module) is not None:
-            out.append(pid)
-    return out
 
 
 def provider_class(provider_id: str) -> type[Provider]:

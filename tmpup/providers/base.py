@@ -7,7 +7,7 @@ core is `upload()`. What some APIs offer and others do not is expressed as separ
 operation. The HTTP session, the progress sink and the clock are injected, never created here.
 
 Each provider translates its API's error bodies and `requests` exceptions into `TmpupError`s at its
-own boundary (see `ProviderBase.check_response` and `ProviderBase.transport_errors`), so commands
+own boundary (see `Provider.check_response` and `Provider.transport_errors`), so commands
 never see `requests` or raw JSON.
 """
 
@@ -27,6 +27,7 @@ from tmpup.errors import (
     TransientError,
     UnsupportedError,
     error_for_status,
+    known_transport_reason,
     transport_reason,
 )
 from tmpup.units import MAX_RETRIES
@@ -337,9 +338,6 @@ class Provider(abc.ABC):
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"{self.id}: {what} failed: {_short(exc)}", provider=self.id) from exc
 
-    def setting(self, key: str) -> Any:
-        return self.settings.get(key)
-
 
 def _proxy_error(provider: str, what: str, exc: BaseException) -> TmpupError:
     """A proxy (HTTPS_PROXY / HTTP_PROXY) that could not be reached or refused the tunnel. Its text is
@@ -370,16 +368,9 @@ def _proxy_error(provider: str, what: str, exc: BaseException) -> TmpupError:
 
 
 def _short(exc: BaseException) -> str:
-    """One line from a `requests`/urllib3 exception, whose text is often a nested repr."""
+    """One line from a `requests`/urllib3 exception, whose text is often a nested repr: the words of
+    `errors.transport_reason` for the network failures it knows, else the exception's own text."""
     text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "the host name does not resolve"
-    if "timed out" in text.lower():
-        return "timed out"
-    if "RemoteDisconnected" in text or "Connection aborted" in text or "Connection reset" in text:
-        return "the connection was closed by the server"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "the server's certificate is not trusted (certificate verify failed)"
-    return " ".join(text.split())[:300]
+    return known_transport_reason(exc) or " ".join(text.split())[:300]

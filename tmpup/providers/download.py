@@ -7,7 +7,7 @@ the total size, ETag and Last-Modified are compared with the first answer's. A s
 200 (Range ignored) for the same file is read from the start again and the bytes already held are
 skipped, not rewritten: the `.part` is never truncated, so another cut loses nothing. A file that
 changed meanwhile is an `IntegrityError`; retries spent end in a `TransientError`. `retries` counts
-consecutive attempts that brought no new byte, as tus uploads count them (`tus_transfer.Transfer`).
+consecutive attempts that brought no new byte, as tus uploads count them (`tus_patch_loop.PatchLoop`).
 
 Whatever arrived before an error is handed on before the error is raised (the body is read one
 socket read at a time, `read1`), so that it reaches the `.part`: urllib3's `read(n)` and requests'
