@@ -6,9 +6,10 @@ from __future__ import annotations
 import unicodedata
 
 from tmpup.errors import InputError
-from tmpup.headers import DISGUISING, LINE_BREAKS
+from tmpup.headers import DISGUISING, LINE_BREAKS, MAX_NAME_BYTES
 
-MAX_NAME_LENGTH = 255
+#: Bytes of UTF-8: what a download writes back under this name may take as many (`headers.safe_filename`).
+MAX_NAME_LENGTH = MAX_NAME_BYTES
 
 
 def check_name(name: str, *, from_disk: bool = False) -> str:

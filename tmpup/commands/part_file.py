@@ -21,6 +21,8 @@ from tmpup.errors import InputError, IntegrityError, LockedError, TmpupError, Tr
 from tmpup.providers.base import RemoteFile
 
 PART_SUFFIX = ".part"
+#: The longest file name, in bytes, of nearly every file system (what `pathconf` says when it says nothing).
+NAME_MAX = 255
 
 
 def _name_max(directory: Path) -> int:
@@ -28,8 +30,8 @@ def _name_max(directory: Path) -> int:
     try:
         limit = os.pathconf(directory if str(directory) else ".", "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
-        return 255
-    return limit if limit > 0 else 255
+        return NAME_MAX
+    return limit if limit > 0 else NAME_MAX
 
 
 def short_name(name: str) -> str:
@@ -41,12 +43,12 @@ def check_path_length(path: Path) -> None:
     request and before `is_dir()` would raise on it."""
     for component in path.parts[:-1]:
         size = len(os.fsencode(component))
-        if size > 255:
+        if size > NAME_MAX:
             raise InputError(
                 f"-o {short_name(str(path))}: the directory name {short_name(component)} is too long ({size} bytes; "
-                "the file system takes at most 255)"
+                f"the file system takes at most {NAME_MAX})"
             )
-    if len(os.fsencode(path.name)) > 255:
+    if len(os.fsencode(path.name)) > NAME_MAX:
         check_name_length(path)  # no directory has this name: it is the file's, and it does not fit
     size, limit = len(os.fsencode(str(path))) + len(PART_SUFFIX), _path_max()
     if size >= limit:
